@@ -1,0 +1,3 @@
+from ats.cli import main
+
+main()

@@ -1,0 +1,191 @@
+"""Engine creation, connection pragmas, the write lock and automatic migration."""
+
+from __future__ import annotations
+
+import fcntl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from ats.errors import StoreError
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Advisory-lock keys on PostgreSQL (arbitrary, fixed).
+_PG_WRITE_LOCK = 0x617473_01  # serialises audit appends
+_PG_MIGRATE_LOCK = 0x617473_02
+
+_engines: dict[str, Store] = {}
+_engines_lock = threading.Lock()
+
+
+def utcnow_iso() -> str:
+    """Current UTC time as ISO-8601 with microseconds and a ``Z`` suffix (sortable text)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Store:
+    """One database: an engine plus the two kinds of transaction ats needs.
+
+    ``read()`` is a plain transaction.  ``write()`` is a *serialised* write transaction:
+    ``BEGIN IMMEDIATE`` on SQLite, ``pg_advisory_xact_lock`` on PostgreSQL, so that
+    read-head-then-append sequences (the audit chain) never interleave across processes.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self.url = engine.url
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store read failed: {_short(exc)}") from exc
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(ats_begin="IMMEDIATE")
+                with conn.begin():
+                    if self.dialect == "postgresql":
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_WRITE_LOCK})
+                    yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store write failed: {_short(exc)}") from exc
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _short(exc: BaseException) -> str:
+    return str(getattr(exc, "orig", exc) or exc).splitlines()[0]
+
+
+def _create_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
+            # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own is deferred-only).
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=FULL")  # durable: a commit survives power loss
+            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            mode = conn.get_execution_options().get("ats_begin", "")
+            conn.exec_driver_sql(f"BEGIN {mode}".strip())
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _migrate(engine: Engine) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    with engine.connect() as conn:
+        if MigrationContext.configure(conn).get_current_revision() == head:
+            return
+    with _migration_lock(engine):
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    if engine.dialect.name == "sqlite":
+        database = engine.url.database or ""
+        if not database or database == ":memory:":
+            yield
+            return
+        lock_path = Path(database + ".migrate.lock")
+        with open(lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    else:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATE_LOCK})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATE_LOCK})
+                conn.commit()
+
+
+def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
+    """The :class:`Store` for ``url`` (default: from settings), migrated to head on first use.
+
+    Cached per URL within a process.  Raises :class:`StoreError` when the database cannot
+    be reached or migrated.
+    """
+    if url is None:
+        from ats.settings import get_settings
+
+        url = get_settings().resolved_database_url
+    with _engines_lock:
+        store = _engines.get(url)
+        if store is not None:
+            return store
+        try:
+            engine = _create_engine(url)
+            if migrate:
+                _migrate(engine)
+        except OperationalError as exc:
+            raise StoreError(f"cannot open the store at {_safe_url(url)}: {_short(exc)}") from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store migration failed at {_safe_url(url)}: {_short(exc)}") from exc
+        store = Store(engine)
+        _engines[url] = store
+        return store
+
+
+def upgrade(url: str | None = None) -> str:
+    """Apply every migration (``ats db upgrade``); returns the head revision."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    open_store(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return ScriptDirectory.from_config(config).get_current_head() or ""
+
+
+def forget_stores() -> None:
+    """Dispose and forget every cached engine (tests; after a fork)."""
+    with _engines_lock:
+        for store in _engines.values():
+            store.dispose()
+        _engines.clear()
+
+
+def _safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
