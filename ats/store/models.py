@@ -7,7 +7,7 @@ canonical JSON text for the same reason.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import Column, Float, ForeignKey, Integer, MetaData, String, Table, Text, UniqueConstraint
 
 metadata = MetaData()
 
@@ -66,4 +66,104 @@ rung_verdicts = Table(
     Column("at", String(32), nullable=False),
     Column("audit_seq", Integer, nullable=False),
     UniqueConstraint("audit_seq", name="uq_rung_verdicts_audit_seq"),
+)
+
+# --- 0002: sessions, kill switch, gateway health -----------------------------------------------
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("mode", String(8), nullable=False),
+    Column("trader_id", String(64), nullable=False),
+    Column("sleeves", Text, nullable=False),  # JSON list of {strategy, instrument, bar_spec, params}
+    Column("account_masked", String(32), nullable=False),
+    Column("gateway", String(100), nullable=False),  # host:port
+    Column("started_at", String(32), nullable=False),
+    Column("stopped_at", String(32), nullable=True),
+    Column("status", String(16), nullable=False),  # running | stopped | killed | error
+    Column("reason", Text, nullable=True),
+    Column("pid", Integer, nullable=True),
+    Column("host", String(200), nullable=True),
+    Column("flow_run_id", String(36), nullable=True),
+)
+
+session_snapshots = Table(
+    "session_snapshots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(36), ForeignKey("sessions.id"), nullable=False),
+    Column("ts", String(32), nullable=False),
+    Column("payload", Text, nullable=False),
+)
+
+session_bars = Table(
+    "session_bars",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(36), ForeignKey("sessions.id"), nullable=False),
+    Column("instrument", String(100), nullable=False),
+    Column("bar_type", String(200), nullable=False),
+    Column("ts_event", String(32), nullable=False),
+    Column("open", Float(precision=53), nullable=False),
+    Column("high", Float(precision=53), nullable=False),
+    Column("low", Float(precision=53), nullable=False),
+    Column("close", Float(precision=53), nullable=False),
+    Column("volume", Float(precision=53), nullable=False),
+)
+
+session_orders = Table(
+    "session_orders",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(36), ForeignKey("sessions.id"), nullable=False),
+    Column("ts", String(32), nullable=False),
+    Column("event", String(16), nullable=False),  # intent | denied | submitted | rejected | filled | canceled
+    Column("client_order_id", String(64), nullable=False),
+    Column("instrument", String(100), nullable=False),
+    Column("side", String(8), nullable=False),
+    Column("quantity", Float(precision=53), nullable=False),
+    Column("price", Float(precision=53), nullable=True),
+    Column("bar_date", String(10), nullable=True),  # date of the bar that triggered the decision
+    Column("details", Text, nullable=False),
+)
+
+kill_switch = Table(
+    "kill_switch",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("mode", String(8), nullable=False),
+    Column("action", String(8), nullable=False),  # latch | clear
+    Column("session_id", String(36), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("at", String(32), nullable=False),
+    Column("audit_seq", Integer, nullable=False),
+)
+
+gateway_health = Table(
+    "gateway_health",
+    metadata,
+    Column("gateway", String(8), primary_key=True),  # paper | live
+    Column("state", String(16), nullable=False),  # unknown | healthy | broken
+    Column("since", String(32), nullable=False),
+    Column("consecutive_failures", Integer, nullable=False),
+    Column("last_reason", Text, nullable=True),
+    Column("last_probe_at", String(32), nullable=True),
+    Column("last_alert_at", String(32), nullable=True),
+    Column("alerted_broken", Integer, nullable=False, server_default="0"),
+    Column("pending_alerts", Text, nullable=False, server_default="[]"),  # JSON list to retry
+    Column("account", String(32), nullable=True),  # masked
+)
+
+gateway_probes = Table(
+    "gateway_probes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("gateway", String(8), nullable=False),
+    Column("at", String(32), nullable=False),
+    Column("healthy", Integer, nullable=False),
+    Column("latency_ms", Float(precision=53), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("accounts", String(200), nullable=True),
 )
