@@ -1,0 +1,139 @@
+"""Builds the Nautilus TradingNode for a mode: IB data + execution clients, risk caps, reconciliation.
+
+One node per session.  Paper and live never share a namespace: distinct trader ids
+(``ATS-PAPER-001`` / ``ATS-LIVE-001``), distinct gateways (ports), and with ``ATS_REDIS_URL`` a
+Redis cache keyed by the trader id, so a restarted node remembers its own orders as well as
+reconciling them against the broker.  Shutdown timeouts are kept short so that a stop fits
+inside Prefect's 30 s cancellation grace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from ats.settings import ModeSettings
+from ats.sleeves import Sleeve
+
+IB = "INTERACTIVE_BROKERS"
+CLIENT_ID = 1  # data and exec clients share one socket (same client id) per gateway
+
+
+def trader_id_for(mode: str) -> str:
+    return f"ATS-{mode.upper()}-001"
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """Everything the node is built from, for the session summary and the audit log."""
+
+    mode: str
+    trader_id: str
+    host: str
+    port: int
+    account_id: str
+    sleeves: tuple[Sleeve, ...]
+    max_notional_per_order: int
+    max_order_submit_rate: str
+    redis_url: str | None
+
+    @property
+    def instruments(self) -> list[str]:
+        return sorted({s.instrument for s in self.sleeves})
+
+    def risk_caps(self) -> dict[str, object]:
+        return {
+            "max_notional_per_order": {i: self.max_notional_per_order for i in self.instruments},
+            "max_order_submit_rate": self.max_order_submit_rate,
+        }
+
+
+def plan_for(mode_settings: ModeSettings, sleeves: list[Sleeve], account_id: str,
+             redis_url: str | None) -> NodePlan:
+    return NodePlan(
+        mode=mode_settings.mode, trader_id=trader_id_for(mode_settings.mode), host=mode_settings.host,
+        port=mode_settings.port, account_id=account_id, sleeves=tuple(sleeves),
+        max_notional_per_order=mode_settings.max_notional_per_order,
+        max_order_submit_rate=mode_settings.max_order_submit_rate, redis_url=redis_url,
+    )
+
+
+def _cache_config(redis_url: str | None):  # noqa: ANN202
+    from nautilus_trader.cache.config import CacheConfig
+    from nautilus_trader.common.config import DatabaseConfig
+
+    if not redis_url:
+        return None
+    parsed = urlparse(redis_url)
+    database = DatabaseConfig(
+        type="redis", host=parsed.hostname or "127.0.0.1", port=parsed.port or 6379,
+        username=parsed.username, password=parsed.password, ssl=parsed.scheme == "rediss",
+    )
+    # Keys are prefixed with the trader id (use_trader_prefix): paper and live never collide.
+    return CacheConfig(database=database, use_trader_prefix=True, flush_on_start=False, buffer_interval_ms=None)
+
+
+def build_node_config(plan: NodePlan, log_dir: Path | None = None, log_level: str = "WARNING"):  # noqa: ANN201
+    """The TradingNodeConfig of ``plan`` (nothing connects yet)."""
+    from ibapi.common import MarketDataTypeEnum
+
+    from nautilus_trader.adapters.interactive_brokers.config import (
+        InteractiveBrokersDataClientConfig,
+        InteractiveBrokersExecClientConfig,
+        InteractiveBrokersInstrumentProviderConfig,
+        SymbologyMethod,
+    )
+    from nautilus_trader.config import (
+        LiveExecEngineConfig,
+        LiveRiskEngineConfig,
+        LoggingConfig,
+        TradingNodeConfig,
+    )
+
+    provider = InteractiveBrokersInstrumentProviderConfig(
+        symbology_method=SymbologyMethod.IB_SIMPLIFIED, load_ids=frozenset(plan.instruments),
+    )
+    common = {"ibg_host": plan.host, "ibg_port": plan.port, "ibg_client_id": CLIENT_ID,
+              "instrument_provider": provider, "connection_timeout": 60, "request_timeout_secs": 15}
+    data_cfg = InteractiveBrokersDataClientConfig(
+        use_regular_trading_hours=True, market_data_type=MarketDataTypeEnum.REALTIME, **common)
+    exec_cfg = InteractiveBrokersExecClientConfig(account_id=plan.account_id, fetch_all_open_orders=False, **common)
+    logging = LoggingConfig(
+        log_level=log_level,
+        log_level_file="INFO" if log_dir else None,
+        log_directory=str(log_dir) if log_dir else None,
+        log_colors=False,
+    )
+    return TradingNodeConfig(
+        trader_id=plan.trader_id,
+        logging=logging,
+        cache=_cache_config(plan.redis_url),
+        risk_engine=LiveRiskEngineConfig(
+            max_order_submit_rate=plan.max_order_submit_rate,
+            max_notional_per_order={i: plan.max_notional_per_order for i in plan.instruments},
+        ),
+        exec_engine=LiveExecEngineConfig(reconciliation=True, reconciliation_lookback_mins=None),
+        data_clients={IB: data_cfg},
+        exec_clients={IB: exec_cfg},
+        timeout_connection=60.0,
+        timeout_reconciliation=30.0,
+        timeout_portfolio=10.0,
+        timeout_disconnection=5.0,
+        timeout_post_stop=2.0,
+        timeout_shutdown=5.0,
+    )
+
+
+def forget_ib_clients() -> None:
+    """Drop the IB adapter's module-level client caches (after a node in this process is disposed).
+
+    The factories cache clients by (host, port, client id); a second node in the same process
+    (the demo, an in-process flow) must not reuse the disposed node's client.
+    """
+    from nautilus_trader.adapters.interactive_brokers import factories
+
+    for name in ("IB_CLIENTS", "IB_INSTRUMENT_PROVIDERS", "GATEWAYS"):
+        cache = getattr(factories, name, None)
+        if isinstance(cache, dict):
+            cache.clear()

@@ -1,0 +1,192 @@
+"""Trading sessions in the store: the record, telemetry snapshots, received bars, order events.
+
+A session is one run of a trading node (paper or live): id, mode, sleeves, masked account,
+gateway, started/stopped, status (running | stopped | killed | error) and reason.  While it
+runs the node writes a snapshot every few seconds, every bar it receives (the paper rung's
+parity check replays them) and every order event.  Start and end are audited.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from ats import audit
+from ats.errors import InputError
+from ats.settings import Mode
+from ats.sleeves import Sleeve
+from ats.store import Store, open_store, utcnow_iso
+from ats.store.models import session_bars, session_orders, session_snapshots, sessions
+
+FINAL_STATUSES = ("stopped", "killed", "error")
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    id: str
+    mode: str
+    trader_id: str
+    sleeves: list[dict[str, Any]]
+    account_masked: str
+    gateway: str
+    started_at: str
+    stopped_at: str | None
+    status: str
+    reason: str | None
+    pid: int | None
+    host: str | None
+    flow_run_id: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _record(row) -> SessionRecord:  # noqa: ANN001
+    data = dict(row._mapping)
+    data["sleeves"] = json.loads(data["sleeves"])
+    return SessionRecord(**data)
+
+
+def start_session(mode: Mode, sleeves: list[Sleeve], *, trader_id: str, account_masked: str,
+                  gateway: str, actor: str, flow_run_id: str | None = None,
+                  store: Store | None = None) -> SessionRecord:
+    """Create the session row (status running) and its ``session.start`` audit row."""
+    store = store or open_store()
+    session_id = str(uuid.uuid4())
+    values = {
+        "id": session_id, "mode": mode, "trader_id": trader_id,
+        "sleeves": audit.canonical_json([s.as_dict() for s in sleeves]),
+        "account_masked": account_masked, "gateway": gateway, "started_at": utcnow_iso(),
+        "stopped_at": None, "status": "running", "reason": None, "pid": os.getpid(),
+        "host": socket.gethostname(), "flow_run_id": flow_run_id,
+    }
+    with store.write() as conn:
+        audit.append_in(conn, actor, "session.start", session_id, {
+            "mode": mode, "sleeves": [s.as_dict() for s in sleeves], "account": account_masked,
+            "gateway": gateway, "trader_id": trader_id, "flow_run_id": flow_run_id,
+        })
+        conn.execute(sessions.insert().values(**values))
+    return get_session(session_id, store=store)
+
+
+def finish_session(session_id: str, status: str, reason: str, actor: str, *,
+                   summary: dict[str, Any] | None = None, store: Store | None = None) -> None:
+    """Mark a running session stopped/killed/error (audited as ``session.<status>``)."""
+    if status not in FINAL_STATUSES:
+        raise ValueError(f"status must be one of {FINAL_STATUSES}")
+    store = store or open_store()
+    with store.write() as conn:
+        audit.append_in(conn, actor, f"session.{status}", session_id, {"reason": reason, **(summary or {})})
+        conn.execute(update(sessions).where(sessions.c.id == session_id, sessions.c.status == "running")
+                     .values(status=status, reason=reason, stopped_at=utcnow_iso()))
+
+
+def get_session(session_id: str, *, store: Store | None = None) -> SessionRecord:
+    store = store or open_store()
+    with store.read() as conn:
+        row = conn.execute(select(sessions).where(sessions.c.id == session_id)).first()
+        if row is None:
+            row = conn.execute(select(sessions).where(sessions.c.id.like(f"{session_id}%"))).first()
+    if row is None:
+        raise InputError(f"no session {session_id!r}; see `ats sessions list`")
+    return _record(row)
+
+
+def list_sessions(mode: str | None = None, *, status: str | None = None, limit: int = 50,
+                  store: Store | None = None) -> list[SessionRecord]:
+    store = store or open_store()
+    query = select(sessions).order_by(sessions.c.started_at.desc()).limit(limit)
+    if mode:
+        query = query.where(sessions.c.mode == mode)
+    if status:
+        query = query.where(sessions.c.status == status)
+    with store.read() as conn:
+        return [_record(row) for row in conn.execute(query)]
+
+
+def running_sessions(mode: str | None = None, *, store: Store | None = None) -> list[SessionRecord]:
+    return list_sessions(mode, status="running", limit=1000, store=store)
+
+
+# --- telemetry ---------------------------------------------------------------------------------
+
+def record_snapshot(session_id: str, payload: dict[str, Any], *, store: Store) -> None:
+    with store.write() as conn:
+        conn.execute(session_snapshots.insert().values(
+            session_id=session_id, ts=utcnow_iso(), payload=audit.canonical_json(payload)))
+
+
+def record_bar(session_id: str, instrument: str, bar_type: str, ts_event: str, ohlcv: tuple[float, ...], *,
+               store: Store) -> None:
+    o, h, low, c, v = ohlcv
+    with store.write() as conn:
+        conn.execute(session_bars.insert().values(
+            session_id=session_id, instrument=instrument, bar_type=bar_type, ts_event=ts_event,
+            open=o, high=h, low=low, close=c, volume=v))
+
+
+def record_order_event(conn, session_id: str, event: str, *, client_order_id: str, instrument: str,  # noqa: ANN001
+                       side: str, quantity: float, price: float | None = None, bar_date: str | None = None,
+                       details: dict[str, Any] | None = None) -> None:
+    """Insert one order event inside an open write transaction (with its audit row)."""
+    conn.execute(session_orders.insert().values(
+        session_id=session_id, ts=utcnow_iso(), event=event, client_order_id=client_order_id,
+        instrument=instrument, side=side, quantity=quantity, price=price, bar_date=bar_date,
+        details=audit.canonical_json(details or {})))
+
+
+def session_detail(session_id: str, *, store: Store | None = None) -> dict[str, Any]:
+    """The session with its last snapshot, bar count and order events (``ats sessions show``)."""
+    store = store or open_store()
+    record = get_session(session_id, store=store)
+    with store.read() as conn:
+        snapshot = conn.execute(
+            select(session_snapshots.c.ts, session_snapshots.c.payload)
+            .where(session_snapshots.c.session_id == record.id)
+            .order_by(session_snapshots.c.id.desc()).limit(1)).first()
+        bars = conn.execute(select(func.count()).select_from(session_bars)
+                            .where(session_bars.c.session_id == record.id)).scalar_one()
+        orders = conn.execute(select(session_orders).where(session_orders.c.session_id == record.id)
+                              .order_by(session_orders.c.id)).all()
+    return {
+        **record.as_dict(),
+        "bars_received": bars,
+        "last_snapshot": None if snapshot is None else {"ts": snapshot.ts, **json.loads(snapshot.payload)},
+        "order_events": [
+            {k: (json.loads(v) if k == "details" else v) for k, v in row._mapping.items() if k != "session_id"}
+            for row in orders
+        ],
+    }
+
+
+def session_bars_of(session_id: str, instrument: str, *, store: Store) -> list[tuple]:
+    with store.read() as conn:
+        rows = conn.execute(
+            select(session_bars.c.ts_event, session_bars.c.open, session_bars.c.high, session_bars.c.low,
+                   session_bars.c.close, session_bars.c.volume)
+            .where(session_bars.c.session_id == session_id, session_bars.c.instrument == instrument)
+            .order_by(session_bars.c.ts_event, session_bars.c.id)).all()
+    # A reconnect re-publishes bars already seen: keep the first of each timestamp.
+    seen, unique = set(), []
+    for row in rows:
+        if row.ts_event not in seen:
+            seen.add(row.ts_event)
+            unique.append(tuple(row))
+    return unique
+
+
+def session_decisions_of(session_id: str, instrument: str, *, store: Store) -> list[tuple[str, str, int]]:
+    """The (bar date, side, quantity) of every order intent the session made in ``instrument``."""
+    with store.read() as conn:
+        rows = conn.execute(
+            select(session_orders.c.bar_date, session_orders.c.side, session_orders.c.quantity)
+            .where(session_orders.c.session_id == session_id, session_orders.c.instrument == instrument,
+                   session_orders.c.event == "intent")
+            .order_by(session_orders.c.id)).all()
+    return [(row.bar_date, row.side, int(row.quantity)) for row in rows]
