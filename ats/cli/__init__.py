@@ -24,6 +24,8 @@ _GROUPS = (
     "db",
     "audit",
     "approvals",
+    "sessions",
+    "data",
 )
 
 

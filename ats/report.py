@@ -1,0 +1,130 @@
+"""A self-contained HTML report of a backtest: equity and drawdown charts, metrics, trades.
+
+The charts are inline SVG drawn here: the page loads nothing from the network.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+_WIDTH, _HEIGHT, _PAD = 900, 260, 48
+
+
+def _polyline(points: list[tuple[float, float]], x0: float, x1: float, y0: float, y1: float) -> str:
+    span_x = (x1 - x0) or 1.0
+    span_y = (y1 - y0) or 1.0
+    coords = []
+    for x, y in points:
+        px = _PAD + (x - x0) / span_x * (_WIDTH - 2 * _PAD)
+        py = _HEIGHT - _PAD - (y - y0) / span_y * (_HEIGHT - 2 * _PAD)
+        coords.append(f"{px:.1f},{py:.1f}")
+    return " ".join(coords)
+
+
+def _chart(title: str, dates: list[str], values: list[float], fmt, colour: str, fill: bool = False) -> str:
+    if not values:
+        return f"<p>{html.escape(title)}: no data</p>"
+    xs = [date.fromisoformat(d).toordinal() for d in dates]
+    x0, x1 = xs[0], xs[-1]
+    y0, y1 = min(values), max(values)
+    if y0 == y1:
+        y0, y1 = y0 - 1, y1 + 1
+    line = _polyline(list(zip(xs, values, strict=True)), x0, x1, y0, y1)
+    ticks = []
+    for i in range(5):
+        value = y0 + (y1 - y0) * i / 4
+        py = _HEIGHT - _PAD - i / 4 * (_HEIGHT - 2 * _PAD)
+        ticks.append(f'<line x1="{_PAD}" x2="{_WIDTH - _PAD}" y1="{py:.1f}" y2="{py:.1f}" class="grid"/>'
+                     f'<text x="{_PAD - 6}" y="{py + 4:.1f}" text-anchor="end">{html.escape(fmt(value))}</text>')
+    area = ""
+    if fill:
+        first_x, last_x = _PAD, _WIDTH - _PAD
+        zero_y = _HEIGHT - _PAD - (0 - y0) / (y1 - y0) * (_HEIGHT - 2 * _PAD)
+        area = (f'<polygon points="{first_x},{zero_y:.1f} {line} {last_x},{zero_y:.1f}" '
+                f'fill="{colour}" fill-opacity="0.25" stroke="none"/>')
+    labels = (f'<text x="{_PAD}" y="{_HEIGHT - _PAD + 18}">{html.escape(dates[0])}</text>'
+              f'<text x="{_WIDTH - _PAD}" y="{_HEIGHT - _PAD + 18}" text-anchor="end">{html.escape(dates[-1])}</text>')
+    return (f'<figure><figcaption>{html.escape(title)}</figcaption>'
+            f'<svg viewBox="0 0 {_WIDTH} {_HEIGHT}" width="100%" role="img" aria-label="{html.escape(title)}">'
+            f'{"".join(ticks)}{area}<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="1.5"/>'
+            f'{labels}</svg></figure>')
+
+
+def drawdown_series(equity: list[float]) -> list[float]:
+    """Drawdown at each point as a negative fraction of the running peak (0 at a new high)."""
+    peak = float("-inf")
+    out = []
+    for value in equity:
+        peak = max(peak, value)
+        out.append(value / peak - 1 if peak > 0 else 0.0)
+    return out
+
+
+def _fmt_metric(name: str, value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if name in {"win_rate", "total_return", "cagr", "max_drawdown", "exposure"}:
+        return f"{value * 100:.2f}%"
+    if name == "sharpe":
+        return f"{value:.2f}"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return html.escape(str(value))
+
+
+def render_html(result, verdict=None) -> str:
+    """The report page of ``result`` (a :class:`ats.backtest.BacktestResult`) as a string."""
+    curve = result.equity_curve
+    dates = [p["date"] for p in curve]
+    equity = [float(p["equity"]) for p in curve]
+    drawdown = drawdown_series(equity)
+    metrics = result.metrics()
+    rows = "".join(f"<tr><th>{html.escape(k.replace('_', ' '))}</th><td>{_fmt_metric(k, v)}</td></tr>"
+                   for k, v in metrics.items())
+    params = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+                     for k, v in result.params.items())
+    trades = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(t[k]))}</td>" for k in
+                         ("entry_date", "exit_date", "quantity", "entry_price", "exit_price"))
+        + f'<td class="{"pos" if t["pnl"] > 0 else "neg"}">{t["pnl"]:,.2f}</td></tr>'
+        for t in result.trades
+    )
+    verdict_html = ""
+    if verdict is not None:
+        reasons = "".join(f"<li>{html.escape(r)}</li>" for r in verdict.reasons)
+        verdict_html = (f'<h2 class="{"pos" if verdict.passed else "neg"}">Verdict: {verdict.verdict}</h2>'
+                        f"<ul>{reasons}</ul>")
+    title = f"{result.strategy} on {result.instrument_id}: {result.start} to {result.end}"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 960px; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }} th, td {{ padding: 2px 10px; text-align: right; }}
+th {{ text-align: left; }} tbody tr:nth-child(odd) {{ background: #f4f4f4; }}
+svg text {{ font-size: 11px; fill: #555; }} .grid {{ stroke: #ddd; stroke-width: 1; }}
+.pos {{ color: #1a7f37; }} .neg {{ color: #c0392b; }} figcaption {{ font-weight: bold; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>{html.escape(result.bar_type)} · {result.bars} bars · code fingerprint <code>{html.escape(result.fingerprint[:16])}</code>
+· {html.escape(result.fill_model)}</p>
+{verdict_html}
+{_chart("Equity (USD)", dates, equity, lambda v: f"{v:,.0f}", "#1f6feb")}
+{_chart("Drawdown", dates, drawdown, lambda v: f"{v * 100:.1f}%", "#c0392b", fill=True)}
+<h2>Metrics</h2><table>{rows}</table>
+<h2>Parameters</h2><table>{params}</table>
+<h2>Trades ({len(result.trades)})</h2>
+<table><thead><tr><th>entry</th><th>exit</th><th>quantity</th><th>entry price</th><th>exit price</th><th>P&amp;L</th></tr></thead>
+<tbody>{trades}</tbody></table>
+</body></html>
+"""
+
+
+def write_html_report(result, path: Path | str, verdict=None) -> Path:
+    """Write the report of ``result`` (and optionally its ladder ``verdict``) to ``path``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render_html(result, verdict), encoding="utf-8")
+    return target
