@@ -131,3 +131,78 @@ def status(strategy: str, instrument: str, *, store: Store | None = None) -> lis
         rows.append({"rung": "approval", "result": "NOT RUN", "when": None,
                      "why": [str(exc).removeprefix("[gate: approval] ")]})
     return rows
+
+
+# --- running the rungs -------------------------------------------------------------------------
+
+def run_backtest_rung(strategy: str, instrument: str, params: dict[str, Any], *, settings,  # noqa: ANN001
+                      start: str | None = None, end: str | None = None, report: str | None = None,
+                      store: Store | None = None):  # noqa: ANN201 - (BacktestResult, StoredVerdict)
+    """Backtest over the stored bars, judge, store the verdict (audited), write the report.
+
+    The catalog is filled with the shipped QQQ bars on first use, so a fresh checkout can
+    backtest at once.
+    """
+    from ats.backtest import run_backtest
+    from ats.catalog import ensure_default_data
+    from ats.ladder_rules import judge_backtest
+    from ats.params import parse_params
+
+    parse_params(strategy, params, instrument)  # refuse bad params before any work
+    ensure_default_data(settings.data_dir)
+    result = run_backtest(strategy, instrument, params, start=start, end=end, data_dir=settings.data_dir)
+    verdict = judge_backtest(result, settings)
+    if report:
+        from pathlib import Path
+
+        from ats.report import write_html_report
+
+        write_html_report(result, Path(report), verdict=verdict)
+    stored = record_verdict(
+        "backtest", strategy, instrument, passed=verdict.passed, reasons=list(verdict.reasons),
+        metrics=result.metrics(), params=dict(params), data_start=str(result.start), data_end=str(result.end),
+        fingerprint=result.fingerprint, actor=settings.operator, store=store)
+    return result, stored
+
+
+def paper_records(strategy: str, instrument: str, *, store: Store | None = None) -> list:
+    """The recorded paper sessions that ran ``strategy`` on ``instrument``, as PaperSessionRecords."""
+    from ats.ladder_rules import PaperSessionRecord
+    from ats.sessions import list_sessions, session_bars_of, session_decisions_of
+    from ats.store.models import session_orders
+
+    store = store or open_store()
+    records = []
+    for session in list_sessions("paper", limit=100_000, store=store):
+        sleeve = next((s for s in session.sleeves
+                       if s["strategy"] == strategy and s["instrument"] == instrument), None)
+        if sleeve is None:
+            continue
+        bars = [(ts[:10], o, h, low, c, v) for ts, o, h, low, c, v in session_bars_of(session.id, instrument, store=store)]
+        decisions = session_decisions_of(session.id, instrument, store=store)
+        with store.read() as conn:
+            exits = conn.execute(
+                select(session_orders.c.client_order_id).distinct()
+                .where(session_orders.c.session_id == session.id, session_orders.c.instrument == instrument,
+                       session_orders.c.event == "filled", session_orders.c.side == "SELL")).all()
+        records.append(PaperSessionRecord(
+            session_id=session.id, started_at=session.started_at, stopped_at=session.stopped_at,
+            status=session.status, bars=bars, decisions=decisions, completed_trades=len(exits),
+            params=dict(sleeve.get("params") or {})))
+    return records
+
+
+def evaluate_paper_rung(strategy: str, instrument: str, *, settings, store: Store | None = None) -> StoredVerdict:  # noqa: ANN001
+    """Judge the paper rung from the recorded sessions and store the verdict (audited)."""
+    from ats.ladder_rules import judge_paper
+
+    store = store or open_store()
+    records = paper_records(strategy, instrument, store=store)
+    verdict = judge_paper(strategy, instrument, records, settings)
+    dates = sorted(b[0] for r in records for b in r.bars)
+    params = records[-1].params if records else {}
+    return record_verdict(
+        "paper", strategy, instrument, passed=verdict.passed, reasons=list(verdict.reasons),
+        metrics=dict(verdict.metrics), params=dict(params), data_start=dates[0] if dates else None,
+        data_end=dates[-1] if dates else None, fingerprint=get_strategy(strategy).fingerprint(),
+        actor=settings.operator, store=store)

@@ -221,6 +221,8 @@ class SessionGuard:
     def on_bar(self, bar) -> None:  # noqa: ANN001
         from ats.sessions import record_bar
 
+        if self._stopping or self._halting:
+            return  # the strategies are stopping: bars the adapter flushes now are never traded on
         instrument = str(bar.bar_type.instrument_id)
         ts = _iso_ns(bar.ts_event)
         self.last_bar[instrument] = ts

@@ -26,6 +26,7 @@ _GROUPS = (
     "approvals",
     "sessions",
     "data",
+    "ladder",
 )
 
 
