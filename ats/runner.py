@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import json
@@ -165,7 +166,46 @@ class SessionGuard:
                 self.halt("error", f"audit write failed, order {orders[0].client_order_id} not sent (fail closed): {exc}",
                           audit_ok=False)
                 return
+            denials = [(order, reason) for order in orders if (reason := self._notional_denial(order))]
+            if denials:
+                risk_engine = self.node.kernel.risk_engine
+                for order, reason in denials:
+                    risk_engine._deny_order(order, reason)  # noqa: SLF001 - Nautilus' own denial path
+                return
         self._risk_execute(command)
+
+    def _notional_denial(self, order) -> str | None:  # noqa: ANN001
+        """The notional cap, checked against a price we always have.
+
+        Nautilus' RiskEngine skips the notional check of a MARKET order when it has no quote or
+        trade tick ("Cannot check MARKET order risk") — and a node fed daily bars has neither.
+        So the cap is enforced here too, pricing a market order at the latest quote, trade or
+        bar close; with no price at all the order is denied (fail closed).
+        """
+        cap = self.plan.max_notional_per_order
+        price = getattr(order, "price", None)
+        if price is None:
+            price = self._last_price(order)
+        if price is None:
+            return f"no price known for {order.instrument_id} to check MAX_NOTIONAL_PER_ORDER against (fail closed)"
+        notional = float(order.quantity) * float(price)
+        if notional > cap:
+            return f"NOTIONAL_EXCEEDS_MAX_PER_ORDER: {notional:,.2f} USD > {cap:,} USD (MAX_NOTIONAL_PER_ORDER)"
+        return None
+
+    def _last_price(self, order):  # noqa: ANN001, ANN202
+        from nautilus_trader.model.enums import OrderSide
+
+        cache = self.node.kernel.cache
+        quote = cache.quote_tick(order.instrument_id)
+        if quote is not None:
+            return quote.ask_price if order.side == OrderSide.BUY else quote.bid_price
+        trade = cache.trade_tick(order.instrument_id)
+        if trade is not None:
+            return trade.price
+        bar_type = self._bar_types.get(str(order.instrument_id))
+        bar = cache.bar(bar_type) if bar_type is not None else None
+        return bar.close if bar is not None else None
 
     def _record_order(self, conn, event: str, order, extra: dict[str, Any] | None = None) -> None:  # noqa: ANN001
         from ats.sessions import record_order_event
@@ -219,10 +259,15 @@ class SessionGuard:
 
     # Bars and telemetry ------------------------------------------------------------------------
     def on_bar(self, bar) -> None:  # noqa: ANN001
-        from ats.sessions import record_bar
-
         if self._stopping or self._halting:
             return  # the strategies are stopping: bars the adapter flushes now are never traded on
+        # Record once this publish is over: the strategies have then seen the bar, so a recorded
+        # bar always comes after the decision it triggered (and that decision's audited intent).
+        self.node.kernel.loop.call_soon(self._record_bar, bar)
+
+    def _record_bar(self, bar) -> None:  # noqa: ANN001
+        from ats.sessions import record_bar
+
         instrument = str(bar.bar_type.instrument_id)
         ts = _iso_ns(bar.ts_event)
         self.last_bar[instrument] = ts
@@ -323,6 +368,10 @@ class SessionGuard:
             self.snapshot()
         self.node.stop()
 
+    def request_stop(self, reason: str) -> None:
+        """Thread-safe: stop the session normally (status ``stopped``)."""
+        self.node.kernel.loop.call_soon_threadsafe(self.stop, "stopped", reason)
+
     def on_signal(self, sig: signal.Signals) -> None:
         self.halt("killed", f"received {sig.name}")
 
@@ -366,7 +415,11 @@ def _make_node(config, guard_ref: list):  # noqa: ANN001, ANN202
             else:
                 super()._loop_sig_handler(sig)
 
-    node = AtsTradingNode(config=config)
+    # A fresh event loop per node: a previous node in this process (the demo, an in-process
+    # flow, a test) closed its loop when it was disposed.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    node = AtsTradingNode(config=config, loop=loop)
     node.add_data_client_factory(IB, InteractiveBrokersLiveDataClientFactory)
     node.add_exec_client_factory(IB, InteractiveBrokersLiveExecClientFactory)
     return node

@@ -79,3 +79,23 @@ def store_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_url")
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def sim_factory():
+    """``sim_factory(**kwargs)`` starts IB Gateway simulators in-process (free ports); all are stopped."""
+    from ats.ibsim import SimGateway
+
+    started = []
+
+    def make(**kwargs):
+        kwargs.setdefault("mode", "paper")
+        kwargs.setdefault("start", "2024-06-03")
+        kwargs.setdefault("control_port", 0)
+        sim = SimGateway(**kwargs)
+        started.append(sim)
+        return sim.start()
+
+    yield make
+    for sim in started:
+        sim.stop()

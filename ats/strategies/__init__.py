@@ -48,6 +48,12 @@ REGISTRY: dict[str, StrategySpec] = {
         strategy_class="IbsReversion",
         config_class="IbsReversionConfig",
     ),
+    "order_check": StrategySpec(
+        name="order_check",
+        module="ats.strategies.order_check",
+        strategy_class="OrderCheck",
+        config_class="OrderCheckConfig",
+    ),
 }
 
 

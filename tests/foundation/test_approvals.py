@@ -92,7 +92,7 @@ def test_changed_strategy_code_needs_reapproval(sqlite_url: str, editable_strate
     ("call", "error", "message"),
     [
         (lambda s: approvals.approve_live("nope", "QQQ.NASDAQ", "n", "a", store=s), UnknownStrategyError,
-         "unknown strategy 'nope'; known strategies: ibs_reversion"),
+         "unknown strategy 'nope'; known strategies: ibs_reversion, order_check"),
         (lambda s: approvals.approve_live("ibs_reversion", "QQQ", "n", "a", store=s), InputError,
          "instrument id 'QQQ' is malformed: expected SYMBOL.VENUE"),
         (lambda s: approvals.approve_live("ibs_reversion", "QQQ.NASDAQ", "  ", "a", store=s), InputError,
@@ -132,7 +132,7 @@ def test_cli_approve_list_revoke(isolated_env: Path) -> None:
     ("args", "message"),
     [
         (["--strategy", "momentum", "--instrument", "QQQ.NASDAQ", "--note", "x"],
-         "error: unknown strategy 'momentum'; known strategies: ibs_reversion"),
+         "error: unknown strategy 'momentum'; known strategies: ibs_reversion, order_check"),
         (["--strategy", "ibs_reversion", "--instrument", "QQQ-NASDAQ", "--note", "x"],
          "error: instrument id 'QQQ-NASDAQ' is malformed: expected SYMBOL.VENUE, e.g. QQQ.NASDAQ"),
         (["--strategy", "ibs_reversion", "--instrument", "QQQ.NASDAQ", "--note", ""],

@@ -1,0 +1,106 @@
+"""Drive a real trading session (real TradingNode + IB adapter) against the simulator, in-process.
+
+The session runs on the test's main thread (Nautilus installs signal handlers there); a driver
+thread advances the simulator's manual clock one trading day at a time and waits, on the
+store, until the node has recorded that day's bar and settled its orders before the next.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+
+from ats.ibsim import SimGateway
+from ats.runner import SessionGuard, SessionOutcome, SessionRequest, check_gates, run_session
+from ats.settings import Settings, load_settings
+from ats.store import Store, open_store
+from ats.store.models import session_bars, session_orders
+
+TIMEOUT_S = 60.0
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT_S, what: str = "condition") -> None:
+    """Poll ``predicate`` until true; fail loudly after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def counts(store: Store, session_id: str) -> dict[str, int]:
+    with store.read() as conn:
+        bars = conn.execute(select(func.count()).select_from(session_bars)
+                            .where(session_bars.c.session_id == session_id)).scalar_one()
+        events = dict(conn.execute(select(session_orders.c.event, func.count())
+                                   .where(session_orders.c.session_id == session_id)
+                                   .group_by(session_orders.c.event)).all())
+    return {"bars": bars, **events}
+
+
+def settled(c: dict[str, int]) -> bool:
+    """Every intent has reached a final state (filled, denied, rejected or canceled)."""
+    final = c.get("filled", 0) + c.get("denied", 0) + c.get("rejected", 0) + c.get("canceled", 0)
+    return c.get("intent", 0) <= final
+
+
+def session_settings(sim: SimGateway, data_dir, **extra: str) -> Settings:  # noqa: ANN001
+    env = {"ATS_DATA_DIR": str(data_dir), f"ATS_IB_{sim.mode.upper()}_PORT": str(sim.port),
+           f"ATS_IB_{sim.mode.upper()}_ACCOUNT_ID": sim.account, **extra}
+    if sim.mode == "live":
+        env.setdefault("ATS_IB_PAPER_PORT", str(_closed_port()))
+    return load_settings(env)
+
+
+def _closed_port() -> int:
+    from support import free_port
+
+    return free_port()
+
+
+@dataclass
+class DrivenSession:
+    outcome: SessionOutcome
+    bars_seen: int
+    store: Store
+    during: dict = field(default_factory=dict)
+
+
+def drive_session(sim: SimGateway, settings: Settings, request: SessionRequest, days: int, *,
+                  during: Callable[[SessionGuard, int], None] | None = None,
+                  stop: bool = True, settle: bool = True) -> DrivenSession:
+    """Run a session; advance the simulator ``days`` trading days, one bar at a time; stop it."""
+    store = open_store(settings.resolved_database_url)
+    account, _ = check_gates(request, settings, store)
+    errors: list[BaseException] = []
+    seen = {"bars": 0}
+
+    def driver(guard: SessionGuard) -> None:
+        try:
+            wait_until(lambda: sim.bar_subscriptions >= 1, what="the bar subscription")
+            for day in range(days):
+                before = counts(store, guard.session_id)["bars"]
+                sim.advance(1)
+                wait_until(lambda b=before: counts(store, guard.session_id)["bars"] > b, what=f"bar of day {day}")
+                if settle:
+                    wait_until(lambda: settled(counts(store, guard.session_id)), what="orders to settle")
+                if during is not None:
+                    during(guard, day)
+            seen["bars"] = counts(store, guard.session_id)["bars"]
+            if stop:
+                guard.request_stop("test driver finished")
+        except BaseException as exc:  # noqa: BLE001 - surface in the test thread
+            errors.append(exc)
+            guard.request_stop(f"driver failed: {exc}")
+
+    def on_running(guard: SessionGuard) -> None:
+        threading.Thread(target=driver, args=(guard,), daemon=True, name="session-driver").start()
+
+    outcome = run_session(request, settings, store, account=account, on_running=on_running)
+    if errors:
+        raise errors[0]
+    return DrivenSession(outcome, seen["bars"], store)
