@@ -459,10 +459,12 @@ def check_gates(request: SessionRequest, settings: Settings, store: Store, *,
 
 
 def _paper_gateway_answers(settings: Settings) -> Callable[[], bool]:
+    """Is the paper gateway up?  Anything but a refused connection counts as up: a gateway that
+    accepts TCP but hangs (a 2FA dialog, a stall) may still hold the one IB session."""
     def answers() -> bool:
         from ats.gateway.probe import probe
 
-        return probe(settings.ib_host, settings.ib_paper_port, timeout=3.0).answered
+        return probe(settings.ib_host, settings.ib_paper_port, timeout=3.0).reason != "refused"
     return answers
 
 

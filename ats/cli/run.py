@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from ats.cli._common import console, fail, load_settings, print_json
+from ats.cli._common import console, err_console, fail, load_settings, print_json
 
 EXIT_KILLED = 5
 
@@ -26,7 +26,7 @@ def _gateway_answers(host: str, port: int) -> bool:
     return False
 
 
-def _embedded_simulator(mode: str, settings, speed: str, start: str | None):  # noqa: ANN001, ANN202
+def _embedded_simulator(mode: str, settings, speed: str, start: str | None, out=None):  # noqa: ANN001, ANN202
     """Start the simulator on the mode's port when the sim controller is on and nothing answers."""
     if settings.gateway_controller != "sim":
         return None
@@ -37,7 +37,7 @@ def _embedded_simulator(mode: str, settings, speed: str, start: str | None):  # 
 
     sim = SimGateway(mode=mode, account=mode_settings.account_id, port=mode_settings.port,
                      clock=speed, start=start).start()
-    console.print(f"started the embedded IB Gateway simulator ({mode}, account "
+    (out or console).print(f"started the embedded IB Gateway simulator ({mode}, account "
                   f"{_mask(sim.account)}) on {mode_settings.host}:{sim.port}")
     return sim
 
@@ -48,7 +48,7 @@ def _mask(account: str) -> str:
     return mask_account(account)
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
+def _print_summary(summary: dict[str, Any], out=None) -> None:  # noqa: ANN001
     from rich.panel import Panel
 
     lines = [
@@ -63,7 +63,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         lines.append(f"sleeve {sleeve['strategy']} on {sleeve['instrument']} {sleeve['bar_spec']} "
                      f"params {sleeve['params']}{approved}")
     title = "[bold red]REAL MONEY[/] live session" if summary["mode"] == "live" else "paper session"
-    console.print(Panel("\n".join(lines), title=title))
+    (out or console).print(Panel("\n".join(lines), title=title))
 
 
 def run_command(
@@ -85,6 +85,9 @@ def run_command(
     from ats.store import open_store
 
     settings = load_settings()
+    # With --json, stdout carries only the JSON outcome; what the operator reads goes to stderr.
+    human = err_console if json_out else console
+    show = lambda summary: _print_summary(summary, human)  # noqa: E731
     try:
         if sleeves_json:
             if strategy or instrument:
@@ -101,7 +104,7 @@ def run_command(
     sim = None
     try:
         if mode == "paper":
-            sim = _embedded_simulator(mode, settings, sim_speed, sim_start)
+            sim = _embedded_simulator(mode, settings, sim_speed, sim_start, human)
             if sim is not None and not settings.ib_paper_account_id:
                 settings = settings.model_copy(update={"ib_paper_account_id": sim.account})
         request = SessionRequest(mode, sleeves, until=until, i_understand=i_understand,
@@ -114,10 +117,10 @@ def run_command(
                     from ats.ibsim import DEFAULT_ACCOUNTS
 
                     settings = settings.model_copy(update={"ib_live_account_id": DEFAULT_ACCOUNTS["live"]})
-                account, summary = check_gates(request, settings, store, show_summary=_print_summary)
-                sim = _embedded_simulator(mode, settings, sim_speed, sim_start)
+                account, summary = check_gates(request, settings, store, show_summary=show)
+                sim = _embedded_simulator(mode, settings, sim_speed, sim_start, human)
             else:
-                account, summary = check_gates(request, settings, store, show_summary=_print_summary)
+                account, summary = check_gates(request, settings, store, show_summary=show)
         except GateRefused as exc:
             fail(str(exc), exc.exit_code)
         outcome = run_session(request, settings, store, account=account)
