@@ -489,7 +489,7 @@ def session_summary(plan: NodePlan, approvals: list, until: str | None) -> dict[
 def run_session(request: SessionRequest, settings: Settings, store: Store, *,
                 account: str, on_running: Callable[[SessionGuard], None] | None = None) -> SessionOutcome:
     """Run the node for ``request`` (gates already passed); always disposes the node."""
-    from ats.sessions import finish_session, start_session
+    from ats.sessions import finish_session, reap_dead_sessions, start_session
 
     plan = plan_for(settings.mode(request.mode), request.sleeves, account, settings.redis_url)
     stop_at = parse_until(request.until) if request.until else market_close_today()
@@ -500,6 +500,7 @@ def run_session(request: SessionRequest, settings: Settings, store: Store, *,
 
         strategy_cls, _ = get_strategy(sleeve.strategy).load()
         strategies.append(strategy_cls(config))
+    reap_dead_sessions(request.mode, settings.operator, store=store)
     record = start_session(request.mode, list(plan.sleeves), trader_id=plan.trader_id,
                            account_masked=mask_account(account), gateway=f"{plan.host}:{plan.port}",
                            actor=settings.operator, flow_run_id=request.flow_run_id, store=store)

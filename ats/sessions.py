@@ -75,6 +75,34 @@ def start_session(mode: Mode, sleeves: list[Sleeve], *, trader_id: str, account_
     return get_session(session_id, store=store)
 
 
+def reap_dead_sessions(mode: str, actor: str, *, store: Store | None = None) -> list[str]:
+    """Mark ``running`` sessions of ``mode`` whose runner process on this host is gone as ``error``.
+
+    A runner killed with SIGKILL (or a crashed machine) never marks its session; the next
+    session of the mode does, so history and the paper rung see how it ended.
+    """
+    store = store or open_store()
+    host = socket.gethostname()
+    reaped = []
+    for record in running_sessions(mode, store=store):
+        if record.host != host or record.pid is None or _pid_alive(record.pid):
+            continue
+        finish_session(record.id, "error", f"the runner process (pid {record.pid}) died without stopping the session",
+                       actor, store=store)
+        reaped.append(record.id)
+    return reaped
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def finish_session(session_id: str, status: str, reason: str, actor: str, *,
                    summary: dict[str, Any] | None = None, store: Store | None = None) -> None:
     """Mark a running session stopped/killed/error (audited as ``session.<status>``)."""
