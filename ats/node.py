@@ -9,6 +9,7 @@ inside Prefect's 30 s cancellation grace.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -20,8 +21,8 @@ IB = "INTERACTIVE_BROKERS"
 CLIENT_ID = 1  # data and exec clients share one socket (same client id) per gateway
 
 
-def trader_id_for(mode: str) -> str:
-    return f"ATS-{mode.upper()}-001"
+def trader_id_for(mode: str, node_id: str = "001") -> str:
+    return f"ATS-{mode.upper()}-{node_id}"
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,9 @@ class NodePlan:
 
 
 def plan_for(mode_settings: ModeSettings, sleeves: list[Sleeve], account_id: str,
-             redis_url: str | None) -> NodePlan:
+             redis_url: str | None, node_id: str = "001") -> NodePlan:
     return NodePlan(
-        mode=mode_settings.mode, trader_id=trader_id_for(mode_settings.mode), host=mode_settings.host,
+        mode=mode_settings.mode, trader_id=trader_id_for(mode_settings.mode, node_id), host=mode_settings.host,
         port=mode_settings.port, account_id=account_id, sleeves=tuple(sleeves),
         max_notional_per_order=mode_settings.max_notional_per_order,
         max_order_submit_rate=mode_settings.max_order_submit_rate, redis_url=redis_url,
@@ -133,6 +134,11 @@ def forget_ib_clients() -> None:
     """
     from nautilus_trader.adapters.interactive_brokers import factories
 
+    # The adapter stops its client from a task that a disposed loop never runs: close the
+    # sockets here, or the gateway keeps the client id "in use" (error 326) for the next node.
+    for client in list(getattr(factories, "IB_CLIENTS", {}).values()):
+        with contextlib.suppress(Exception):
+            client._eclient.disconnect()  # noqa: SLF001
     for name in ("IB_CLIENTS", "IB_INSTRUMENT_PROVIDERS", "GATEWAYS"):
         cache = getattr(factories, name, None)
         if isinstance(cache, dict):

@@ -449,7 +449,7 @@ def check_gates(request: SessionRequest, settings: Settings, store: Store, *,
         approvals: list = []
     else:
         account, approvals = gates.check_live_before_confirmation(paper_answers or _paper_gateway_answers(settings))
-    plan = plan_for(settings.mode(request.mode), request.sleeves, account, settings.redis_url)
+    plan = plan_for(settings.mode(request.mode), request.sleeves, account, settings.redis_url, settings.node_id)
     summary = session_summary(plan, approvals, request.until)
     if show_summary is not None:
         show_summary(summary)
@@ -491,7 +491,7 @@ def run_session(request: SessionRequest, settings: Settings, store: Store, *,
     """Run the node for ``request`` (gates already passed); always disposes the node."""
     from ats.sessions import finish_session, reap_dead_sessions, start_session
 
-    plan = plan_for(settings.mode(request.mode), request.sleeves, account, settings.redis_url)
+    plan = plan_for(settings.mode(request.mode), request.sleeves, account, settings.redis_url, settings.node_id)
     stop_at = parse_until(request.until) if request.until else market_close_today()
     strategies = []
     for sleeve in plan.sleeves:

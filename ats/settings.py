@@ -14,6 +14,7 @@ import os
 import re
 import socket
 from functools import lru_cache
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -90,7 +91,9 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX,
         env_file=".env",
         env_file_encoding="utf-8",
-        extra="forbid",
+        # Other keys in .env (the compose variables of infra/.env.example) are ignored; unknown
+        # ATS_* keys are refused by _check_unknown_variables.
+        extra="ignore",
         frozen=True,
         case_sensitive=False,
     )
@@ -99,6 +102,7 @@ class Settings(BaseSettings):
     enable_live_trading: bool = Field(False, description="Edition flag: false = no live deployment, ats.live refuses.")
     operator: str = Field(default_factory=_default_operator, description="Who is acting (audit actor). Default user@host.")
     data_dir: Path = Field(Path("./.ats"), description="Where the SQLite store, catalog and reports live.")
+    node_id: str = Field("001", description="Tag of the trader ids ATS-PAPER-<id> / ATS-LIVE-<id> (Redis key prefix).")
 
     # Gateways
     ib_host: str = Field("127.0.0.1", description="IB gateway host.")
@@ -125,6 +129,44 @@ class Settings(BaseSettings):
     ladder_paper_min_days: int = Field(10, description="Paper rung: minimum trading days on paper.")
     ladder_paper_min_trades: int = Field(10, description="Paper rung: minimum completed paper trades.")
     ladder_parity_min: float = Field(0.95, description="Paper rung: minimum paper/backtest decision match ratio.")
+
+    # Gateway health (ats.gateway.health.HealthPolicy documents each; defaults must agree)
+    health_interval_seconds: float = Field(30.0, gt=0, description="Seconds between health checks.")
+    health_failures_to_alert: int = Field(2, ge=1, description="K: consecutive failed probes before the alert.")
+    health_reminder_minutes: float = Field(15.0, gt=0, description="R: minutes between reminders while broken.")
+    health_probe_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one probe, seconds.")
+    health_probe_client_id: int = Field(977, ge=0, description="API client id of the probe connection.")
+    health_restart_timezone: str = Field("America/New_York", description="Timezone of the IBC restart times.")
+    health_daily_restart_time: dt_time | None = Field(dt_time(23, 45), description="IBC daily restart HH:MM; empty: none.")
+    health_daily_restart_tolerance_minutes: float = Field(10.0, ge=0, description="± minutes around the daily restart.")
+    health_weekly_restart_day: str | None = Field("sun", description="IBC weekly cold restart day mon…sun; empty: none.")
+    health_weekly_restart_time: dt_time = Field(dt_time(7, 5), description="IBC weekly cold restart HH:MM.")
+    health_weekly_restart_tolerance_minutes: float = Field(30.0, ge=0, description="± minutes around the weekly restart.")
+    health_history_days: int = Field(14, ge=1, description="Days of probe history kept.")
+
+    @field_validator("health_daily_restart_time", "health_weekly_restart_day", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _health_policy(self) -> Settings:
+        from ats.gateway.health import HealthPolicy
+
+        try:
+            HealthPolicy.from_settings(self)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            field = f"health_{error['loc'][0]}" if error.get("loc") else "health"
+            raise ValueError(f"{env_name(field)}: {error.get('msg', 'invalid').removeprefix('Value error, ')}") from None
+        return self
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z0-9]{1,16}$", value):
+            raise ValueError("expected 1 to 16 letters or digits, e.g. 001")
+        return value
 
     @field_validator("ib_paper_port", "ib_live_port")
     @classmethod

@@ -83,7 +83,11 @@ def store_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def sim_factory():
-    """``sim_factory(**kwargs)`` starts IB Gateway simulators in-process (free ports); all are stopped."""
+    """``sim_factory(**kwargs)`` starts IB Gateway simulators in-process; all are stopped after.
+
+    Defaults: paper mode (account ``DU1234567``; live ``U1234567``), the shipped QQQ.NASDAQ bars,
+    a manual clock at 2024-06-03, 100 000 USD, a free port and a control port.
+    """
     from ats.ibsim import SimGateway
 
     started = []
@@ -99,3 +103,9 @@ def sim_factory():
     yield make
     for sim in started:
         sim.stop()
+
+
+@pytest.fixture
+def sim_gateway(sim_factory):
+    """One paper simulator with the defaults of ``sim_factory``."""
+    return sim_factory()

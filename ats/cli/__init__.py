@@ -27,6 +27,8 @@ _GROUPS = (
     "sessions",
     "data",
     "ladder",
+    "sim",
+    "gateway",
 )
 
 

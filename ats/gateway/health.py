@@ -1,0 +1,526 @@
+"""Gateway health: a state machine over probe results, persisted in the store, that alerts once.
+
+Each run (:func:`run_health_check`, every 30 s from the ``gateway_health`` flow) probes the
+gateway that should be up, feeds the result to :func:`evaluate` and stores the new state in
+``gateway_health`` (one row per gateway) and the probe in ``gateway_probes`` (history).
+
+States: ``unknown`` (never probed) → ``healthy`` / ``broken``.  Rules (:class:`HealthPolicy`):
+
+* **healthy→broken** after ``failures_to_alert`` (K, default 2) consecutive failed probes, so one
+  blip never pages.  ``since`` is then the time of the first failed probe of the streak.
+  One alert (``gateway_broken``), not one per probe.
+* **wrong account** (a ``DU…`` account on the live port, a ``U…`` on the paper port, or not the
+  configured account) is broken at once — it is a misconfiguration, not a blip — and has an
+  alert of its own (``gateway_wrong_account``), also inside maintenance windows.
+* **reminder** every ``reminder_minutes`` (R, default 15) while still broken.
+* **broken→healthy**: one recovery alert with the outage's duration, only if the outage was
+  alerted (an outage that stayed inside a maintenance window and ended there pages nobody).
+* **maintenance windows**: IBC's daily restart (``daily_restart_time`` ± tolerance, in
+  ``restart_timezone``, America/New_York by default) and the weekly cold restart
+  (``weekly_restart_day``/``weekly_restart_time`` ± tolerance) suppress broken alerts and
+  reminders; the first run after the window that finds the gateway still broken alerts.
+
+Alerts are an outbox: the decision and the message are committed with the new state in one
+transaction (``pending_alerts``), then delivered; what a target did not accept stays pending
+(per target, by a secret-free target id) and is retried on the next run.  A failing
+notification service is logged; it never fails the run and never loses the state.  Two runs
+overlapping in time could deliver a pending alert twice; the flow runs one at a time.
+
+Time comes from an injected ``clock`` (a callable returning an aware UTC datetime) so tests
+drive hours of outage without sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import Connection, delete, select
+
+from ats import alerts as _alerts
+from ats.alerts import AlertMessage, Notifier
+from ats.gateway.probe import ProbeResult
+from ats.settings import mask_account
+from ats.store import Store, open_store
+from ats.store.models import gateway_health, gateway_probes
+
+log = logging.getLogger("ats.gateway.health")
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+AUDIT_ACTOR = "gateway-health"
+MAX_PENDING = 100  # oldest pending alerts beyond this are dropped (logged)
+
+
+def utcnow() -> datetime:
+    """The default clock: now, aware, UTC."""
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """Store format: ``2026-11-24T11:06:52.123456Z``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+# ------------------------------------------------------------------------------------ policy
+
+class HealthPolicy(BaseModel):
+    """How the health check probes, when it alerts, and when it keeps quiet.
+
+    Every field maps to an ``ATS_HEALTH_<FIELD>`` setting (see :meth:`from_settings`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    interval_seconds: float = Field(30.0, gt=0, description="Seconds between scheduled health checks. Default 30.")
+    failures_to_alert: int = Field(2, ge=1, description="K: consecutive failed probes before the broken alert. Default 2.")
+    reminder_minutes: float = Field(15.0, gt=0, description="R: minutes between reminders while broken. Default 15.")
+    probe_timeout_seconds: float = Field(10.0, gt=0, description="Whole-handshake timeout of one probe, seconds. Default 10.")
+    probe_client_id: int = Field(977, ge=0, description="API client id of the probe connection. Default 977.")
+    restart_timezone: str = Field("America/New_York", description="Timezone of the IBC restart times.")
+    daily_restart_time: time | None = Field(
+        time(23, 45), description="IBC AutoRestartTime (local to restart_timezone); None: no daily window. Default 23:45.")
+    daily_restart_tolerance_minutes: float = Field(
+        10.0, ge=0, description="The daily window is the restart time ± this many minutes. Default 10.")
+    weekly_restart_day: Weekday | None = Field(
+        "sun", description="Day of IBC's weekly cold restart (mon…sun); None: no weekly window. Default sun.")
+    weekly_restart_time: time = Field(time(7, 5), description="IBC ColdRestartTime (local). Default 07:05.")
+    weekly_restart_tolerance_minutes: float = Field(
+        30.0, ge=0, description="The weekly window is the cold restart time ± this many minutes (2FA). Default 30.")
+    history_days: int = Field(14, ge=1, description="Days of probe history kept in gateway_probes. Default 14.")
+
+    @field_validator("restart_timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except Exception as exc:  # noqa: BLE001 - ZoneInfoNotFoundError, ValueError
+            raise ValueError(f"unknown timezone {value!r}") from exc
+        return value
+
+    @field_validator("weekly_restart_day", mode="before")
+    @classmethod
+    def _day(cls, value: Any) -> Any:
+        if value in ("", None):
+            return None
+        return str(value).strip().lower()[:3]
+
+    @field_validator("daily_restart_time", mode="before")
+    @classmethod
+    def _optional_time(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @classmethod
+    def from_settings(cls, settings: Any = None) -> HealthPolicy:
+        """The policy from ``ATS_HEALTH_*`` settings where they exist (defaults otherwise)."""
+        if settings is None:
+            from ats.settings import get_settings
+
+            settings = get_settings()
+        values = {name: getattr(settings, f"health_{name}") for name in cls.model_fields
+                  if hasattr(settings, f"health_{name}")}
+        return cls(**values)
+
+    @property
+    def reminder(self) -> timedelta:
+        return timedelta(minutes=self.reminder_minutes)
+
+    def window_at(self, moment: datetime) -> MaintenanceWindow | None:
+        """The maintenance window ``moment`` falls in, if any (the later-ending one if two overlap)."""
+        tz = ZoneInfo(self.restart_timezone)
+        local_day = moment.astimezone(tz).date()
+        found: list[MaintenanceWindow] = []
+        for offset in (-1, 0, 1):
+            day = local_day + timedelta(days=offset)
+            if self.daily_restart_time is not None:
+                found.append(_window("IBC daily restart", day, self.daily_restart_time,
+                                     self.daily_restart_tolerance_minutes, tz))
+            if self.weekly_restart_day is not None and day.weekday() == _WEEKDAYS.index(self.weekly_restart_day):
+                found.append(_window("IBC weekly cold restart", day, self.weekly_restart_time,
+                                     self.weekly_restart_tolerance_minutes, tz))
+        inside = [w for w in found if w.contains(moment)]
+        return max(inside, key=lambda w: w.end) if inside else None
+
+
+@dataclass(frozen=True)
+class MaintenanceWindow:
+    """A time range in which a gateway restart is expected."""
+
+    name: str
+    start: datetime
+    end: datetime
+
+    def contains(self, moment: datetime) -> bool:
+        return self.start <= moment < self.end
+
+
+def _window(name: str, day: date, at: time, tolerance_minutes: float, tz: ZoneInfo) -> MaintenanceWindow:
+    centre = datetime.combine(day, at, tzinfo=tz)
+    tolerance = timedelta(minutes=tolerance_minutes)
+    return MaintenanceWindow(name, (centre - tolerance).astimezone(UTC), (centre + tolerance).astimezone(UTC))
+
+
+# ------------------------------------------------------------------------------------ state
+
+@dataclass(frozen=True)
+class PendingAlert:
+    """An alert decided but not yet accepted by every target (``targets`` None = all targets)."""
+
+    id: str
+    kind: str
+    title: str
+    body: str
+    created_at: str
+    targets: tuple[str, ...] | None = None
+
+    @property
+    def message(self) -> AlertMessage:
+        return AlertMessage(self.kind, self.title, self.body)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "title": self.title, "body": self.body,
+                "created_at": self.created_at, "targets": None if self.targets is None else list(self.targets)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PendingAlert:
+        targets = data.get("targets")
+        return cls(str(data["id"]), str(data["kind"]), str(data["title"]), str(data["body"]),
+                   str(data.get("created_at", "")), None if targets is None else tuple(targets))
+
+    @classmethod
+    def new(cls, message: AlertMessage, now: datetime) -> PendingAlert:
+        return cls(uuid.uuid4().hex, message.kind, message.title, message.body, iso(now))
+
+
+@dataclass(frozen=True)
+class GatewayState:
+    """One gateway's health as stored in ``gateway_health`` (plus ``failing_since``, derived)."""
+
+    gateway: str
+    state: str
+    since: datetime
+    consecutive_failures: int = 0
+    last_reason: str | None = None
+    last_probe_at: datetime | None = None
+    last_alert_at: datetime | None = None
+    alerted_broken: bool = False
+    account: str | None = None  # masked
+    pending: tuple[PendingAlert, ...] = ()
+    failing_since: datetime | None = None  # first failed probe of the current streak
+
+    @classmethod
+    def initial(cls, gateway: str, now: datetime) -> GatewayState:
+        return cls(gateway, "unknown", now)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "gateway": self.gateway, "state": self.state, "since": iso(self.since),
+            "consecutive_failures": self.consecutive_failures, "last_reason": self.last_reason,
+            "last_probe_at": iso(self.last_probe_at) if self.last_probe_at else None,
+            "last_alert_at": iso(self.last_alert_at) if self.last_alert_at else None,
+            "alerted_broken": self.alerted_broken, "account": self.account,
+            "pending_alerts": len(self.pending),
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What :func:`evaluate` decided: the new state, the alerts to send, and why (for logs)."""
+
+    state: GatewayState
+    alerts: list[AlertMessage] = field(default_factory=list)
+    transition: str | None = None  # "healthy", "broken", "recovered", "wrong_account"
+    note: str = ""  # e.g. "alert suppressed: IBC daily restart window until …"
+
+
+def evaluate(state: GatewayState, result: ProbeResult, now: datetime, policy: HealthPolicy,
+             expected_account: str | None = None) -> Decision:
+    """The state machine: ``state`` + one probe ``result`` at ``now`` → new state and alerts (pure)."""
+    mode, host, port = state.gateway, result.host, result.port
+    account = expected_account or (result.accounts[0] if result.accounts else None)
+    reported = _masked_accounts(result.accounts) or state.account
+    window = policy.window_at(now)
+
+    if result.healthy:
+        alerts: list[AlertMessage] = []
+        transition = None
+        if state.state == "broken" and state.alerted_broken:
+            alerts.append(_alerts.gateway_recovered(mode, host, port, account, state.since, now, result.latency_ms))
+        if state.state != "healthy":
+            transition = "recovered" if state.state == "broken" else "healthy"
+        new = replace(
+            state, state="healthy", since=now if state.state != "healthy" else state.since,
+            consecutive_failures=0, last_reason="ok", last_probe_at=now, alerted_broken=False,
+            account=reported, failing_since=None,
+            last_alert_at=now if alerts else state.last_alert_at)
+        return Decision(new, alerts, transition)
+
+    failures = state.consecutive_failures + 1
+    failing_since = state.failing_since or (state.since if state.state == "broken" else now)
+    wrong_account = result.reason == "wrong_account"
+    becomes_broken = state.state != "broken" and (failures >= policy.failures_to_alert or wrong_account)
+    new = replace(
+        state, consecutive_failures=failures, last_reason=result.reason, last_probe_at=now,
+        failing_since=failing_since, account=reported,
+        state="broken" if (becomes_broken or state.state == "broken") else state.state,
+        since=failing_since if becomes_broken else state.since)
+    transition = "broken" if becomes_broken else None
+
+    if wrong_account and state.last_reason != "wrong_account":
+        message = _alerts.gateway_wrong_account(mode, host, port, expected_account, result.accounts, now)
+        new = replace(new, alerted_broken=True, last_alert_at=now)
+        return Decision(new, [message], "wrong_account")
+
+    if new.state != "broken":
+        return Decision(new, [], transition, f"failure {failures} of {policy.failures_to_alert} before alerting")
+    if window is not None:
+        return Decision(new, [], transition,
+                        f"alert suppressed: {window.name} window until {iso(window.end)}")
+    if not new.alerted_broken:
+        started_in = policy.window_at(new.since)
+        after = started_in.name if started_in is not None and started_in.end <= now else None
+        message = _alerts.gateway_broken(mode, host, port, account, result.reason, new.since, failures,
+                                         result.detail, after_window=after)
+        return Decision(replace(new, alerted_broken=True, last_alert_at=now), [message], transition)
+    if new.last_alert_at is None or now - new.last_alert_at >= policy.reminder:
+        message = _alerts.gateway_reminder(mode, host, port, account, result.reason, new.since, now,
+                                           failures, result.detail)
+        return Decision(replace(new, last_alert_at=now), [message], transition)
+    return Decision(new, [], transition)
+
+
+def _masked_accounts(accounts: tuple[str, ...]) -> str | None:
+    if not accounts:
+        return None
+    text = mask_account(accounts[0])
+    if len(accounts) > 1:
+        text += f" +{len(accounts) - 1}"
+    return text[:32]
+
+
+# ------------------------------------------------------------------------------------ store
+
+def load_state(conn: Connection, gateway: str, now: datetime) -> GatewayState:
+    """The stored state of ``gateway`` (``unknown`` if never probed)."""
+    row = conn.execute(select(gateway_health).where(gateway_health.c.gateway == gateway)).first()
+    if row is None:
+        return GatewayState.initial(gateway, now)
+    m = row._mapping
+    failing_since = None
+    failures = int(m["consecutive_failures"])
+    if failures > 0:
+        if m["state"] == "broken":
+            failing_since = parse_iso(m["since"])
+        else:
+            ats = conn.execute(
+                select(gateway_probes.c.at).where(gateway_probes.c.gateway == gateway)
+                .order_by(gateway_probes.c.id.desc()).limit(failures)).scalars().all()
+            failing_since = parse_iso(ats[-1]) if ats else None
+    try:
+        pending = tuple(PendingAlert.from_dict(item) for item in json.loads(m["pending_alerts"] or "[]"))
+    except (ValueError, KeyError, TypeError):
+        log.error("gateway_health.pending_alerts of %s is not valid JSON; dropping it", gateway)
+        pending = ()
+    return GatewayState(
+        gateway=gateway, state=m["state"], since=parse_iso(m["since"]) or now,
+        consecutive_failures=failures, last_reason=m["last_reason"],
+        last_probe_at=parse_iso(m["last_probe_at"]), last_alert_at=parse_iso(m["last_alert_at"]),
+        alerted_broken=bool(m["alerted_broken"]), account=m["account"], pending=pending,
+        failing_since=failing_since)
+
+
+def save_state(conn: Connection, state: GatewayState) -> None:
+    values = {
+        "state": state.state, "since": iso(state.since), "consecutive_failures": state.consecutive_failures,
+        "last_reason": state.last_reason,
+        "last_probe_at": iso(state.last_probe_at) if state.last_probe_at else None,
+        "last_alert_at": iso(state.last_alert_at) if state.last_alert_at else None,
+        "alerted_broken": int(state.alerted_broken),
+        "pending_alerts": json.dumps([p.as_dict() for p in state.pending], sort_keys=True),
+        "account": state.account,
+    }
+    updated = conn.execute(gateway_health.update().where(gateway_health.c.gateway == state.gateway).values(**values))
+    if updated.rowcount == 0:
+        conn.execute(gateway_health.insert().values(gateway=state.gateway, **values))
+
+
+def _record_probe(conn: Connection, gateway: str, result: ProbeResult, now: datetime, policy: HealthPolicy) -> None:
+    reason = result.reason if result.healthy or not result.detail else f"{result.reason}: {result.detail}"
+    inserted = conn.execute(gateway_probes.insert().values(
+        gateway=gateway, at=iso(now), healthy=int(result.healthy), latency_ms=result.latency_ms,
+        reason=reason, accounts=",".join(mask_account(a) for a in result.accounts)[:200] or None))
+    new_id = inserted.inserted_primary_key[0] if inserted.inserted_primary_key else None
+    if new_id is not None and new_id % 100 == 0:  # prune now and then, not on every run
+        cutoff = iso(now - timedelta(days=policy.history_days))
+        conn.execute(delete(gateway_probes).where(gateway_probes.c.gateway == gateway, gateway_probes.c.at < cutoff))
+
+
+# ------------------------------------------------------------------------------------ the run
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """The result of one :func:`run_health_check`."""
+
+    mode: str
+    probe: ProbeResult
+    state: GatewayState
+    transition: str | None
+    alerts: list[str]  # kinds decided this run
+    delivered: int  # pending alerts fully delivered this run (new and retried)
+    pending: int  # alerts still waiting for a target
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "probe": self.probe.as_dict(), "state": self.state.as_dict(),
+                "transition": self.transition, "alerts": self.alerts, "delivered": self.delivered,
+                "pending": self.pending, "note": self.note}
+
+
+def run_health_check(
+    mode: str,
+    *,
+    store: Store | None = None,
+    settings: Any = None,
+    policy: HealthPolicy | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    notifier: Notifier | None = None,
+    probe: Callable[[], ProbeResult] | None = None,
+) -> CheckOutcome:
+    """One health check of ``mode``'s gateway: probe, update the stored state, send what is due.
+
+    ``probe`` defaults to a real :func:`~ats.gateway.probe.probe_mode` with the policy's timeout;
+    ``notifier`` to apprise with ``ATS_ALERT_URLS``.  Raises :class:`~ats.errors.StoreError`
+    only when the store fails; never for the gateway or the notification service.
+    """
+    if mode not in ("paper", "live"):
+        from ats.errors import InputError
+
+        raise InputError(f"gateway mode must be paper or live, got {mode!r}")
+    if settings is None:
+        from ats.settings import get_settings
+
+        settings = get_settings()
+    policy = policy or HealthPolicy.from_settings(settings)
+    store = store or open_store(settings.resolved_database_url)
+    notifier = notifier if notifier is not None else Notifier(settings.alert_url_list)
+    if probe is None:
+        from ats.gateway.probe import probe_mode
+
+        def probe() -> ProbeResult:
+            return probe_mode(mode, settings, timeout=policy.probe_timeout_seconds,
+                              client_id=policy.probe_client_id)
+
+    result = probe()
+    now = clock()
+    expected = settings.mode(mode).account_id
+    with store.write() as conn:
+        state = load_state(conn, mode, now)
+        decision = evaluate(state, result, now, policy, expected)
+        new = decision.state
+        if decision.alerts:
+            pending = list(new.pending) + [PendingAlert.new(m, now) for m in decision.alerts]
+            if len(pending) > MAX_PENDING:
+                dropped = pending[:-MAX_PENDING]
+                log.error("dropping %d undelivered old alert(s) for the %s gateway", len(dropped), mode)
+                pending = pending[-MAX_PENDING:]
+            new = replace(new, pending=tuple(pending))
+        save_state(conn, new)
+        _record_probe(conn, mode, result, now, policy)
+        if decision.transition:
+            from ats import audit
+
+            audit.append_in(conn, AUDIT_ACTOR, f"gateway.{decision.transition}", mode, {
+                "reason": result.reason, "detail": result.detail, "since": iso(new.since),
+                "failures": new.consecutive_failures, "port": result.port,
+                "accounts": [mask_account(a) for a in result.accounts]})
+    if decision.note:
+        log.info("%s gateway: %s", mode, decision.note)
+    delivered, remaining = deliver_pending(mode, store=store, notifier=notifier)
+    final = replace(new, pending=remaining)
+    return CheckOutcome(mode, result, final, decision.transition, [m.kind for m in decision.alerts],
+                        delivered, len(remaining), decision.note)
+
+
+def deliver_pending(mode: str, *, store: Store, notifier: Notifier) -> tuple[int, tuple[PendingAlert, ...]]:
+    """Try every pending alert of ``mode``'s gateway; keep what a target refused.  Returns (delivered, remaining)."""
+    with store.read() as conn:
+        items = list(load_state(conn, mode, utcnow()).pending)
+    if not items:
+        return 0, ()
+    outcome: dict[str, tuple[str, ...]] = {}  # id -> failed targets
+    for item in items:
+        outcome[item.id] = tuple(notifier.deliver(item.message, only=item.targets))
+    delivered = sum(1 for failed in outcome.values() if not failed)
+    with store.write() as conn:
+        current = load_state(conn, mode, utcnow())
+        kept: list[PendingAlert] = []
+        for item in current.pending:
+            if item.id not in outcome:
+                kept.append(item)  # added by another run meanwhile
+            elif outcome[item.id]:
+                kept.append(replace(item, targets=outcome[item.id]))
+        save_state(conn, replace(current, pending=tuple(kept)))
+    if delivered:
+        log.info("%s gateway: %d alert(s) delivered", mode, delivered)
+    if kept:
+        log.warning("%s gateway: %d alert(s) still pending, retried on the next run", mode, len(kept))
+    return delivered, tuple(kept)
+
+
+def gateway_status(*, store: Store | None = None, history: int = 20) -> dict[str, Any]:
+    """Current state of each gateway and its ``history`` most recent probes (newest first)."""
+    store = store or open_store()
+    out: dict[str, Any] = {}
+    with store.read() as conn:
+        rows = {r._mapping["gateway"]: r._mapping for r in conn.execute(select(gateway_health))}
+        for gateway in ("paper", "live"):
+            m = rows.get(gateway)
+            probes = conn.execute(
+                select(gateway_probes).where(gateway_probes.c.gateway == gateway)
+                .order_by(gateway_probes.c.id.desc()).limit(history)).all()
+            entry: dict[str, Any] = {"gateway": gateway, "state": "unknown" if m is None else m["state"]}
+            if m is not None:
+                entry.update({
+                    "since": m["since"], "consecutive_failures": m["consecutive_failures"],
+                    "last_reason": m["last_reason"], "last_probe_at": m["last_probe_at"],
+                    "last_alert_at": m["last_alert_at"], "alerted": bool(m["alerted_broken"]),
+                    "account": m["account"], "pending_alerts": len(json.loads(m["pending_alerts"] or "[]")),
+                })
+            entry["history"] = [
+                {"at": p._mapping["at"], "healthy": bool(p._mapping["healthy"]),
+                 "latency_ms": p._mapping["latency_ms"], "reason": p._mapping["reason"],
+                 "accounts": p._mapping["accounts"]} for p in probes]
+            out[gateway] = entry
+    return out
+
+
+def expected_mode(*, store: Store | None = None) -> str:
+    """The gateway that should be up: the target of the last audited gateway swap, else ``paper``."""
+    from ats.store.models import audit_log
+
+    store = store or open_store()
+    with store.read() as conn:
+        payload = conn.execute(
+            select(audit_log.c.payload).where(audit_log.c.action == "gateway.swap")
+            .order_by(audit_log.c.seq.desc()).limit(1)).scalar()
+    if payload:
+        try:
+            target = json.loads(payload).get("to")
+        except ValueError:
+            target = None
+        if target in ("paper", "live"):
+            return target
+    return "paper"

@@ -1,0 +1,14 @@
+"""Errors of the IB Gateway simulator (all under :class:`ats.errors.AtsError`)::
+
+    AtsError
+    └── InputError(ValueError)
+        └── SimInputError        bad simulator input: account id, SYMBOL.VENUE, CSV file, date, speed
+"""
+
+from __future__ import annotations
+
+from ats.errors import InputError
+
+
+class SimInputError(InputError):
+    """Bad input to the simulator: the message says what is wrong and what is expected."""
