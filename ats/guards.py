@@ -103,6 +103,16 @@ class Gates:
             self.refuse(GateRefused("paper-rung", "; ".join(failing),
                                     "run paper sessions until `ats ladder status` shows the paper rung PASS"))
 
+    def no_paper_session(self) -> None:
+        """Live: no paper session may be running (paper and live share the IB login)."""
+        from ats.sessions import reap_dead_sessions, running_sessions
+
+        reap_dead_sessions("paper", self.actor, store=self.store)
+        running = running_sessions("paper", store=self.store)
+        if running:
+            self.refuse(GateRefused("one-gateway", f"a paper session is running ({running[0].id}, since {running[0].started_at})",
+                                    "stop it first: ats kill --mode paper --reason …, or wait for its stop time"))
+
     def one_gateway(self, paper_answers: Callable[[], bool]) -> None:
         """Live: its own port, and the paper gateway is not answering (IB allows one session)."""
         if self.settings.ib_live_port == self.settings.ib_paper_port:
@@ -142,6 +152,21 @@ class Gates:
                      {"account": mask_account(account), "how": how, "sleeves": [s.key for s in self.sleeves]},
                      store=self.store)
 
+    def confirmation_attempt(self, account: str, answer: str, how: str, operator: str | None = None,
+                             attempt: int = 1) -> bool:
+        """One typed answer (e.g. from the Prefect UI form): audited either way; True if it matches."""
+        answer = (answer or "").strip()
+        who = operator or self.actor
+        if answer == account:
+            audit.append(who, "confirmation.accepted", self.mode,
+                         {"account": mask_account(account), "how": how, "attempt": attempt,
+                          "sleeves": [s.key for s in self.sleeves]}, store=self.store)
+            return True
+        audit.append(who, "confirmation.mismatch", self.mode,
+                     {"typed": mask_account(answer) if answer else "(empty)", "account": mask_account(account),
+                      "how": how, "attempt": attempt}, store=self.store)
+        return False
+
     # Whole sequences -----------------------------------------------------------------------
     def check_paper(self) -> str:
         account = self.account()
@@ -155,6 +180,7 @@ class Gates:
         self.kill_switch()
         self.paper_rung()
         approvals = self.approvals()
+        self.no_paper_session()
         self.one_gateway(paper_answers)
         return account, approvals
 

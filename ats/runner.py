@@ -486,6 +486,16 @@ def session_summary(plan: NodePlan, approvals: list, until: str | None) -> dict[
     }
 
 
+def summary_for(mode: Mode, settings: Settings, sleeves: list[dict[str, Any]], account: str,
+                approvals: list[dict[str, Any]], until: str | None) -> dict[str, Any]:
+    """:func:`session_summary` from plain data (what the Prefect tasks pass around)."""
+    from ats.approvals import Approval
+
+    plan = plan_for(settings.mode(mode), [Sleeve(**s) for s in sleeves], account, settings.redis_url,
+                    settings.node_id)
+    return session_summary(plan, [Approval(**a) for a in approvals], until)
+
+
 def run_session(request: SessionRequest, settings: Settings, store: Store, *,
                 account: str, on_running: Callable[[SessionGuard], None] | None = None) -> SessionOutcome:
     """Run the node for ``request`` (gates already passed); always disposes the node."""

@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from ats import audit
-from ats.errors import InputError
+from ats.errors import GateRefused, InputError, StoreError
 from ats.settings import Mode
 from ats.sleeves import Sleeve
 from ats.store import Store, open_store, utcnow_iso
@@ -66,12 +67,26 @@ def start_session(mode: Mode, sleeves: list[Sleeve], *, trader_id: str, account_
         "stopped_at": None, "status": "running", "reason": None, "pid": os.getpid(),
         "host": socket.gethostname(), "flow_run_id": flow_run_id,
     }
-    with store.write() as conn:
-        audit.append_in(conn, actor, "session.start", session_id, {
-            "mode": mode, "sleeves": [s.as_dict() for s in sleeves], "account": account_masked,
-            "gateway": gateway, "trader_id": trader_id, "flow_run_id": flow_run_id,
-        })
-        conn.execute(sessions.insert().values(**values))
+    try:
+        with store.write() as conn:
+            # The insert goes first: the partial unique index refuses a second running session
+            # of the mode before anything is audited as started.
+            conn.execute(sessions.insert().values(**values))
+            audit.append_in(conn, actor, "session.start", session_id, {
+                "mode": mode, "sleeves": [s.as_dict() for s in sleeves], "account": account_masked,
+                "gateway": gateway, "trader_id": trader_id, "flow_run_id": flow_run_id,
+            })
+    except StoreError as exc:
+        if not isinstance(exc.__cause__, IntegrityError):
+            raise
+        other = running_sessions(mode, store=store)
+        where = (f"{other[0].id} (pid {other[0].pid} on {other[0].host}, since {other[0].started_at})"
+                 if other else "(unknown)")
+        error = GateRefused("one-session", f"another {mode} session is running: {where}",
+                            f"stop it first (ats kill --mode {mode} --reason …), one IB session at a time")
+        audit.append(actor, "gate.refused", mode, {"gate": error.gate, "message": str(error),
+                                                  "sleeves": [s.key for s in sleeves]}, store=store)
+        raise error from None
     return get_session(session_id, store=store)
 
 

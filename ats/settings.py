@@ -110,7 +110,9 @@ class Settings(BaseSettings):
     ib_live_port: int = Field(4001, description="Live gateway API port.")
     ib_paper_account_id: str | None = Field(None, description="Paper account id, DU followed by digits.")
     ib_live_account_id: str | None = Field(None, description="Live account id, U followed by digits.")
-    gateway_controller: Literal["sim", "docker"] = Field("sim", description="sim (embedded simulator) or docker.")
+    gateway_start_timeout_seconds: float = Field(180.0, gt=0, description="Swap: seconds for the started gateway to answer (2FA included).")
+    gateway_controller: Literal["sim", "docker", "external"] = Field(
+        "sim", description="sim (embedded simulator), docker (infra/docker-compose.yml) or external (verify only).")
 
     # Risk caps (Nautilus RiskEngine)
     paper_risk_max_notional_per_order: int = Field(25_000, description="Paper cap per order, USD.")

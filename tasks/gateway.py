@@ -32,6 +32,6 @@ def swap_gateway(to: str) -> dict[str, Any]:
     from ats.settings import get_settings
 
     settings = get_settings()
-    result = swap(to, get_controller(settings), settings)
+    result = swap(to, get_controller(settings), settings, up_timeout=settings.gateway_start_timeout_seconds)
     print(f"gateway swap: {result.stopped} down, {result.to} up in {result.seconds:.1f} s")
     return result.as_dict()

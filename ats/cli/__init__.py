@@ -29,6 +29,7 @@ _GROUPS = (
     "ladder",
     "sim",
     "gateway",
+    "orchestration",
 )
 
 

@@ -131,6 +131,29 @@ class SimController:
         self.close()
 
 
+# ------------------------------------------------------------------------------------ external
+
+class ExternalController:
+    """Gateways managed outside ats (systemd, another host, a simulator you run yourself).
+
+    ``start``/``stop`` do nothing: the swap then only *verifies* — the other gateway refuses
+    connections and ``to`` answers the API handshake with the right account — and refuses
+    otherwise, telling the operator which gateway to stop or start.
+    """
+
+    name = "external"
+
+    def start(self, mode: str) -> None:
+        _check_mode(mode)
+
+    def stop(self, mode: str) -> None:
+        _check_mode(mode)
+
+    def is_up(self, mode: str) -> bool:
+        _check_mode(mode)
+        return True
+
+
 # ------------------------------------------------------------------------------------ docker
 
 class DockerController:
@@ -188,15 +211,36 @@ class DockerController:
         return bool(self._run(self.status_command(mode)).strip())
 
 
+_process_controller: GatewayController | None = None
+
+
+def use_controller(controller: GatewayController | None) -> None:
+    """Make ``controller`` the one :func:`get_controller` returns in this process (None: forget).
+
+    A :class:`SimController` owns its simulators, so everything in a process that swaps
+    gateways (the demo, an in-process flow, a test) must share one.
+    """
+    global _process_controller
+    _process_controller = controller
+
+
 def get_controller(settings: Any = None, **options: Any) -> GatewayController:
-    """The controller named by ``ATS_GATEWAY_CONTROLLER`` (``sim`` or ``docker``)."""
+    """The controller named by ``ATS_GATEWAY_CONTROLLER`` (``sim`` or ``docker``).
+
+    With ``sim`` it is the process-wide :class:`SimController` (created on first use).
+    """
+    global _process_controller
     if settings is None:
         from ats.settings import get_settings
 
         settings = get_settings()
     if settings.gateway_controller == "docker":
         return DockerController(**options)
-    return SimController(settings, **options)
+    if settings.gateway_controller == "external":
+        return ExternalController()
+    if _process_controller is None or getattr(_process_controller, "name", "") != "sim":
+        _process_controller = SimController(settings, **options)
+    return _process_controller
 
 
 # ------------------------------------------------------------------------------------ swap

@@ -40,7 +40,7 @@ def test_defaults_match_the_design_table() -> None:
         ({"ATS_LIVE_RISK_MAX_NOTIONAL_PER_ORDER": "0"}, "ATS_LIVE_RISK_MAX_NOTIONAL_PER_ORDER: expected a number greater than 0"),
         ({"ATS_PAPER_RISK_MAX_NOTIONAL_PER_ORDER": "-5"}, "ATS_PAPER_RISK_MAX_NOTIONAL_PER_ORDER: expected a number greater than 0"),
         ({"ATS_ENABLE_LIVE_TRADING": "maybe"}, "ATS_ENABLE_LIVE_TRADING: Input should be a valid boolean"),
-        ({"ATS_GATEWAY_CONTROLLER": "kubernetes"}, "ATS_GATEWAY_CONTROLLER: Input should be 'sim' or 'docker'"),
+        ({"ATS_GATEWAY_CONTROLLER": "kubernetes"}, "ATS_GATEWAY_CONTROLLER: Input should be 'sim', 'docker' or 'external'"),
         ({"ATS_DATABASE_URL": "mysql://x"}, "ATS_DATABASE_URL: expected an SQLAlchemy URL"),
         ({"ATS_LIVE_RISK_MAX_NOTIONAL": "5"}, "ATS_LIVE_RISK_MAX_NOTIONAL: unknown ats variable; did you mean ATS_LIVE_RISK_MAX_NOTIONAL_PER_ORDER?"),
     ],

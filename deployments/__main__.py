@@ -1,0 +1,3 @@
+from deployments import serve_all
+
+serve_all()

@@ -1,0 +1,37 @@
+"""The markdown session summary both trading flows end with (and the go-live pause form shows)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+REAL_MONEY_BANNER = "# ⚠️ REAL MONEY — live trading session\n"
+
+
+def gate_summary_markdown(summary: dict[str, Any]) -> str:
+    """What the operator confirms: account (masked), sleeves, params, risk caps, approvals."""
+    lines = [REAL_MONEY_BANNER if summary["mode"] == "live" else "# Paper trading session\n",
+             f"- **account**: {summary['account']}  ",
+             f"- **gateway**: {summary['gateway']}  ",
+             f"- **runs until**: {summary['until']}  ",
+             f"- **risk caps**: max notional/order {summary['risk_caps']['max_notional_per_order']}, "
+             f"submit rate {summary['risk_caps']['max_order_submit_rate']}",
+             "", "| strategy | instrument | bar spec | params | approved by | at | note |",
+             "|---|---|---|---|---|---|---|"]
+    for sleeve in summary["sleeves"]:
+        approval = sleeve.get("approval") or {}
+        lines.append(f"| {sleeve['strategy']} | {sleeve['instrument']} | {sleeve['bar_spec']} | "
+                     f"`{sleeve['params']}` | {approval.get('by', '—')} | {approval.get('at', '—')} | "
+                     f"{approval.get('note', '—')} |")
+    return "\n".join(lines)
+
+
+def session_markdown(summary: dict[str, Any], outcome: dict[str, Any]) -> str:
+    """The end-of-session artifact: the gate summary plus trades, PnL and how it ended."""
+    lines = [gate_summary_markdown(summary), "", "## How it ended",
+             f"**{outcome['status']}** — {outcome['reason']}  ", f"session `{outcome['session_id']}`", "",
+             f"- realised PnL: {outcome.get('realized_pnl')}  ", f"- unrealised PnL: {outcome.get('unrealized_pnl')}  ",
+             f"- orders: {outcome.get('orders')}  ", f"- open positions: {outcome.get('positions')}", "",
+             "## Trades", "", "| time | side | quantity | price | instrument |", "|---|---|---|---|---|"]
+    for trade in outcome.get("trades", []):
+        lines.append(f"| {trade['ts']} | {trade['side']} | {trade['quantity']} | {trade['price']} | {trade['instrument']} |")
+    return "\n".join(lines)
