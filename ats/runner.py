@@ -539,6 +539,7 @@ def run_session(request: SessionRequest, settings: Settings, store: Store, *,
             # The IB adapter leaves bar-completion tasks pending at dispose; asyncio would log
             # each as "Task was destroyed but it is pending!".  They are harmless here.
             logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+            _cancel_pending_tasks(node)
             with contextlib.suppress(Exception):
                 node.dispose()
         forget_ib_clients()
@@ -548,6 +549,20 @@ def run_session(request: SessionRequest, settings: Settings, store: Store, *,
             reason = f"{reason}; and the session could not be marked {status}: {exc}"
             status = "error"
     return SessionOutcome(record.id, request.mode, status, reason, summary)
+
+
+def _cancel_pending_tasks(node) -> None:  # noqa: ANN001
+    """Cancel and finish the tasks the node leaves on its loop (executor workers, the adapter's
+    bar timers) before the loop is closed, so that none is garbage-collected on a closed loop."""
+    loop = node.get_event_loop()
+    if loop is None or loop.is_closed() or loop.is_running():
+        return
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
 
 def _final_summary(guard: SessionGuard) -> dict[str, Any]:

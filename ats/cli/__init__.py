@@ -30,6 +30,7 @@ _GROUPS = (
     "sim",
     "gateway",
     "orchestration",
+    "demo",
 )
 
 

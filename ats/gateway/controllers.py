@@ -77,7 +77,8 @@ class SimController:
     name = "sim"
 
     def __init__(self, settings: Any = None, *, ports: dict[str, int] | None = None,
-                 accounts: dict[str, str] | None = None, **sim_options: Any) -> None:
+                 accounts: dict[str, str] | None = None, mode_options: dict[str, dict[str, Any]] | None = None,
+                 **sim_options: Any) -> None:
         if settings is None:
             from ats.settings import get_settings
 
@@ -86,6 +87,7 @@ class SimController:
         self._ports = {mode: (ports or {}).get(mode, settings.mode(mode).port) for mode in SERVICES}
         self._accounts = {mode: (accounts or {}).get(mode) or settings.mode(mode).account_id for mode in SERVICES}
         self._options = sim_options
+        self._mode_options = mode_options or {}  # per mode, over sim_options (e.g. a slower live clock)
         self._sims: dict[str, Any] = {}
 
     def port(self, mode: str) -> int:
@@ -102,7 +104,7 @@ class SimController:
         if mode in self._sims:
             return
         sim = SimGateway(mode=mode, account=self._accounts[mode], port=self._ports[mode],
-                         host=self._settings.ib_host, **self._options)
+                         host=self._settings.ib_host, **{**self._options, **self._mode_options.get(mode, {})})
         try:
             sim.start()
         except OSError as exc:

@@ -8,6 +8,7 @@ and a Nautilus node (which runs its own loop) can all use it::
     ...                     # connect an ibapi / Nautilus client to 127.0.0.1:sim.port
     sim.advance()           # replay the next trading day (manual clock)
     sim.outage(10)          # refuse connections for 10 s
+    sim.hold_fills()        # orders stay Submitted until sim.release_fills()
     sim.stop()
 
 State that a restarted client must see (orders, fills, positions, cash, permIds) lives in
@@ -525,6 +526,28 @@ class SimGateway:
         log.warning("fault: sending error %s to %d client(s)", code, len(self._by_client))
         for session in list(self._by_client.values()):
             session.send(wire.error(req_id, code, message, _millis()))
+
+    def hold_fills(self, on: bool = True) -> None:
+        """While on, accepted orders are not filled: they stay Submitted (an order in flight).
+
+        Nothing fills meanwhile, not even a crossed limit order; :meth:`release_fills` ends it.
+        """
+        self._call(self._ahold_fills(on))
+
+    async def _ahold_fills(self, on: bool) -> None:
+        log.warning("fault: hold fills %s", "on" if on else "off")
+        self.state.holding_fills = on
+
+    def release_fills(self) -> None:
+        """Stop holding fills and fill every open order that would have filled on arrival."""
+        self._call(self._arelease_fills())
+
+    async def _arelease_fills(self) -> None:
+        log.warning("fault: releasing held fills")
+        self._deliver(self.state.release_fills())
+        if self.state.summary_dirty:
+            self._push_account_summary()
+        self._notify()
 
     def stall(self, on: bool = True) -> None:
         """While on, new connections are accepted but the handshake is never answered."""

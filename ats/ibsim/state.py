@@ -200,6 +200,7 @@ class GatewayState:
         self._ledger_lock = threading.Lock()
         self.ledger_path = ledger_path
         self.summary_dirty = False
+        self.holding_fills = False  # fault: accepted orders stay Submitted until release_fills()
 
     # ------------------------------------------------------------------ ledger
 
@@ -435,6 +436,8 @@ class GatewayState:
     # ------------------------------------------------------------------ filling
 
     def _try_fill_now(self, order: SimOrder) -> list[Outbound]:
+        if self.holding_fills:
+            return []  # fault: the order rests as Submitted (see release_fills)
         last = self._last_price(order.instrument)
         out: list[Outbound] = []
         if order.order_type == "MKT":
@@ -503,7 +506,7 @@ class GatewayState:
         order the open already crossed fills at the open price.
         """
         bar = instrument.bar_on(self.market.calendar[day])
-        if bar is None:
+        if bar is None or self.holding_fills:
             return []
         out: list[Outbound] = []
         for order in list(self.orders.values()):
@@ -523,6 +526,20 @@ class GatewayState:
                 out += self._fill(order, order.remaining, min(start, limit) if seg_opening else limit)
             elif order.action == "SELL" and high >= limit - 1e-9:
                 out += self._fill(order, order.remaining, max(start, limit) if seg_opening else limit)
+        return out
+
+    def release_fills(self) -> list[Outbound]:
+        """End :attr:`holding_fills`: every open order fills now as if it had just arrived.
+
+        Market orders fill at the last price, marketable limit orders at the last price; the
+        others keep resting.  The messages go to the order's client id (dropped if it is gone:
+        a restarted client learns of the fills through reconciliation).
+        """
+        self.holding_fills = False
+        out: list[Outbound] = []
+        for order in list(self.orders.values()):
+            if order.is_open:
+                out += self._try_fill_now(order)
         return out
 
     def expire_day_orders(self, completed_day: int) -> list[Outbound]:

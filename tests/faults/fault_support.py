@@ -1,0 +1,115 @@
+"""Helpers for the fault suite: scripted sessions, bar and ledger views, runner subprocesses.
+
+A *scripted* session is a real session (the real TradingNode with the IB adapter against the
+simulator) run in-process on the test's thread, while a script on another thread moves the
+simulator's clock and injects faults; every wait is on a condition with a timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from ats.ibsim import SimGateway
+from ats.runner import SessionGuard, SessionOutcome, SessionRequest, check_gates, run_session
+from ats.settings import Settings
+from ats.store import Store, open_store
+from ats.store.models import session_bars
+from runner_support import counts, settled, wait_until
+
+__all__ = ["ScriptedSession", "advance_one_day", "bar_dates", "counts", "placed", "run_scripted_session",
+           "start_runner", "stop_process", "wait_until"]
+
+
+def bar_dates(store: Store, session_id: str) -> list[str]:
+    """The distinct dates of the bars a session recorded, in order (re-published duplicates once)."""
+    with store.read() as conn:
+        rows = conn.execute(select(session_bars.c.ts_event).where(session_bars.c.session_id == session_id)
+                            .order_by(session_bars.c.id)).scalars().all()
+    return list(dict.fromkeys(ts[:10] for ts in rows))
+
+
+def placed(sim: SimGateway) -> list[dict]:
+    """The placeOrder requests that reached the simulator."""
+    return [row for row in sim.ledger if row["kind"] == "place"]
+
+
+def advance_one_day(sim: SimGateway, store: Store, session_id: str, *, settle: bool = True) -> str:
+    """Complete the simulator's current trading day; wait until the session recorded its bar.
+
+    Waits for the bar of *that* day (by date), so a bar re-published after a reconnect never
+    counts as the new one.  Returns the date (``YYYY-MM-DD``).
+    """
+    day = sim.current_date.isoformat()
+    sim.advance(1)
+    wait_until(lambda: day in bar_dates(store, session_id), what=f"the bar of {day} recorded")
+    if settle:
+        wait_until(lambda: settled(counts(store, session_id)), what="orders to settle")
+    return day
+
+
+@dataclass
+class ScriptedSession:
+    outcome: SessionOutcome
+    store: Store
+    results: dict
+
+
+def run_scripted_session(sim: SimGateway, settings: Settings, request: SessionRequest,
+                         script: Callable[[SessionGuard, Store, dict], None], *,
+                         stop: bool = True) -> ScriptedSession:
+    """Run a session until ``script(guard, store, results)`` (on a thread) returns, then stop it.
+
+    The script starts once the node runs and the simulator holds its bar subscription.  An
+    exception in the script stops the session and is raised here.  ``stop=False``: the script
+    (or a fault) ends the session itself.
+    """
+    store = open_store(settings.resolved_database_url)
+    account, _ = check_gates(request, settings, store)
+    errors: list[BaseException] = []
+    results: dict = {}
+
+    def driver(guard: SessionGuard) -> None:
+        try:
+            wait_until(lambda: sim.bar_subscriptions >= 1, what="the bar subscription")
+            script(guard, store, results)
+            if stop:
+                guard.request_stop("fault script finished")
+        except BaseException as exc:  # noqa: BLE001 - surface in the test thread
+            errors.append(exc)
+            guard.request_stop(f"fault script failed: {exc}")
+
+    def on_running(guard: SessionGuard) -> None:
+        threading.Thread(target=driver, args=(guard,), daemon=True, name="fault-script").start()
+
+    outcome = run_session(request, settings, store, account=account, on_running=on_running)
+    if errors:
+        raise errors[0]
+    return ScriptedSession(outcome, store, results)
+
+
+def start_runner(module: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """``python -m ats.paper|ats.live ARGS`` with the test's environment plus ``env``."""
+    return subprocess.Popen([sys.executable, "-m", module, *args], env={**os.environ, "COLUMNS": "200", **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stop_process(proc: subprocess.Popen | None) -> None:
+    """Kill ``proc`` if it still runs (the test's cleanup; a passing test has already ended it)."""
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.communicate(timeout=30)
+
+
+def runner_env(sim: SimGateway, data_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a runner against ``sim`` (no embedded simulator of its own)."""
+    mode = sim.mode.upper()
+    return {"ATS_DATA_DIR": str(data_dir), f"ATS_IB_{mode}_PORT": str(sim.port),
+            f"ATS_IB_{mode}_ACCOUNT_ID": sim.account, "ATS_GATEWAY_CONTROLLER": "docker", **extra}
