@@ -36,10 +36,11 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/{db}"
 BUY_ONE = Sleeve("order_check", "QQQ.NASDAQ", "1-DAY-LAST", {"quantities": [1]})  # one market BUY on the first bar
 
 
-def _admin(database: str, *statements: str) -> list:
+def _admin(database: str, *statements: str) -> None:
+    """Run ``statements`` as the superuser in ``database``."""
     with psycopg.connect(PG_ADMIN.format(db=database), autocommit=True) as conn:
-        return [conn.execute(s).fetchall() if s.lstrip().upper().startswith("SELECT") else None
-                for s in statements]
+        for statement in statements:
+            conn.execute(statement)
 
 
 @pytest.fixture
@@ -103,6 +104,7 @@ def test_database_gone_before_an_order_stops_the_cli_runner_non_zero(sim_factory
         _admin("postgres", f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
 
     # Assert
+    print("REASON", stdout)
     assert runner.returncode == 1, stderr
     outcome = json.loads(stdout)
     assert outcome["status"] == "error"
