@@ -121,7 +121,7 @@ def build_node_config(plan: NodePlan, log_dir: Path | None = None, log_level: st
         timeout_reconciliation=30.0,
         timeout_portfolio=10.0,
         timeout_disconnection=5.0,
-        timeout_post_stop=2.0,
+        timeout_post_stop=0.5,  # Nautilus sleeps this long after stop before disconnecting
         timeout_shutdown=5.0,
     )
 

@@ -22,6 +22,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ats.errors import ConfigError
+from ats.health_policy import HealthPolicy
 
 ENV_PREFIX = "ATS_"
 LIVE_ACCOUNT_RE = re.compile(r"^U\d+$")
@@ -59,6 +60,12 @@ def check_account_id(account_id: str, mode: Mode) -> str:
             f"{mode} account id {mask_account(account_id)!s} is not a {mode} account: expected {form}"
         )
     return account_id
+
+
+def _health_default(name: str) -> Any:
+    """A settings field with the default and description of ``HealthPolicy.<name>``."""
+    policy_field = HealthPolicy.model_fields[name]
+    return Field(policy_field.default, description=policy_field.description)
 
 
 class ModeSettings:
@@ -132,19 +139,20 @@ class Settings(BaseSettings):
     ladder_paper_min_trades: int = Field(10, description="Paper rung: minimum completed paper trades.")
     ladder_parity_min: float = Field(0.95, description="Paper rung: minimum paper/backtest decision match ratio.")
 
-    # Gateway health (ats.gateway.health.HealthPolicy documents each; defaults must agree)
-    health_interval_seconds: float = Field(30.0, gt=0, description="Seconds between health checks.")
-    health_failures_to_alert: int = Field(2, ge=1, description="K: consecutive failed probes before the alert.")
-    health_reminder_minutes: float = Field(15.0, gt=0, description="R: minutes between reminders while broken.")
-    health_probe_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one probe, seconds.")
-    health_probe_client_id: int = Field(977, ge=0, description="API client id of the probe connection.")
-    health_restart_timezone: str = Field("America/New_York", description="Timezone of the IBC restart times.")
-    health_daily_restart_time: dt_time | None = Field(dt_time(23, 45), description="IBC daily restart HH:MM; empty: none.")
-    health_daily_restart_tolerance_minutes: float = Field(10.0, ge=0, description="± minutes around the daily restart.")
-    health_weekly_restart_day: str | None = Field("sun", description="IBC weekly cold restart day mon…sun; empty: none.")
-    health_weekly_restart_time: dt_time = Field(dt_time(7, 5), description="IBC weekly cold restart HH:MM.")
-    health_weekly_restart_tolerance_minutes: float = Field(30.0, ge=0, description="± minutes around the weekly restart.")
-    health_history_days: int = Field(14, ge=1, description="Days of probe history kept.")
+    # Gateway health: ATS_HEALTH_<FIELD> for every field of ats.health_policy.HealthPolicy, with its
+    # default and meaning (validated by the policy itself in _health_policy below).
+    health_interval_seconds: float = _health_default("interval_seconds")
+    health_failures_to_alert: int = _health_default("failures_to_alert")
+    health_reminder_minutes: float = _health_default("reminder_minutes")
+    health_probe_timeout_seconds: float = _health_default("probe_timeout_seconds")
+    health_probe_client_id: int = _health_default("probe_client_id")
+    health_restart_timezone: str = _health_default("restart_timezone")
+    health_daily_restart_time: dt_time | None = _health_default("daily_restart_time")
+    health_daily_restart_tolerance_minutes: float = _health_default("daily_restart_tolerance_minutes")
+    health_weekly_restart_day: str | None = _health_default("weekly_restart_day")
+    health_weekly_restart_time: dt_time = _health_default("weekly_restart_time")
+    health_weekly_restart_tolerance_minutes: float = _health_default("weekly_restart_tolerance_minutes")
+    health_history_days: int = _health_default("history_days")
 
     @field_validator("health_daily_restart_time", "health_weekly_restart_day", mode="before")
     @classmethod
@@ -153,8 +161,6 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _health_policy(self) -> Settings:
-        from ats.gateway.health import HealthPolicy
-
         try:
             HealthPolicy.from_settings(self)
         except ValidationError as exc:
@@ -224,6 +230,25 @@ class Settings(BaseSettings):
             return None
         if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
             raise ValueError("expected an SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user@host/db")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        # The node takes host and port from this URL and falls back to 127.0.0.1:6379 for
+        # anything it cannot parse: a typo must fail here, not silently use another Redis.
+        if value in (None, ""):
+            return None
+        from urllib.parse import urlsplit
+
+        expected = "expected a Redis URL: redis://[:password@]host[:port][/db] (rediss:// for TLS)"
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+        except ValueError:
+            raise ValueError(expected) from None
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise ValueError(expected)
         return value
 
     @model_validator(mode="after")
@@ -334,7 +359,8 @@ def _one_line(exc: ValidationError) -> str:
         return message
     field = str(loc[0])
     value = error.get("input")
-    got = f" (got {value!r})" if isinstance(value, (str, int, float)) and "account" not in field else ""
+    shown = "account" not in field and field not in SECRET_FIELDS  # secrets (URLs with tokens) never echoed
+    got = f" (got {value!r})" if isinstance(value, (str, int, float)) and shown else ""
     if error.get("type") == "extra_forbidden":
         return f"{env_name(field)}: unknown ats variable in .env"
     return f"{env_name(field)}: {message}{got}"

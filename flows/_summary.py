@@ -35,3 +35,17 @@ def session_markdown(summary: dict[str, Any], outcome: dict[str, Any]) -> str:
     for trade in outcome.get("trades", []):
         lines.append(f"| {trade['ts']} | {trade['side']} | {trade['quantity']} | {trade['price']} | {trade['instrument']} |")
     return "\n".join(lines)
+
+
+def publish_outcome(mode: str, summary: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
+    """Attach the session summary as a markdown artifact; an errored session fails the run."""
+    from prefect.artifacts import create_markdown_artifact
+
+    from ats.errors import SessionError
+
+    description = "REAL MONEY live session summary" if mode == "live" else "paper session summary"
+    create_markdown_artifact(key=f"{'go-live' if mode == 'live' else 'paper'}-session",
+                             markdown=session_markdown(summary, outcome), description=description)
+    if outcome["status"] == "error":
+        raise SessionError(f"{mode} session {outcome['session_id']} ended in error: {outcome['reason']}")
+    return outcome

@@ -17,11 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
 from prefect.input import RunInput
 from pydantic import Field
 
-from flows._summary import gate_summary_markdown, session_markdown
+from flows._summary import gate_summary_markdown, publish_outcome
 from tasks.gates import (
     check_account,
     check_approval,
@@ -79,7 +78,6 @@ def go_live(strategy: str | None = None, instrument: str | None = None, bar_spec
     """Go live (REAL MONEY) with one sleeve or a book of sleeves, behind every gate."""
     from prefect.runtime import flow_run
 
-    from ats.errors import SessionError
     from ats.runner import summary_for
     from ats.settings import get_settings
 
@@ -102,8 +100,4 @@ def go_live(strategy: str | None = None, instrument: str | None = None, bar_spec
         logger.warning("waiting for the typed confirmation of the live account id in the Prefect UI")
         confirm_in_ui(book, account, summary_md, settings.operator, confirm_timeout_s)
     outcome = run_trading_node("live", book, account, until, str(flow_run.id) if flow_run.id else None)
-    create_markdown_artifact(key="go-live-session", markdown=session_markdown(summary, outcome),
-                             description="REAL MONEY live session summary")
-    if outcome["status"] == "error":
-        raise SessionError(f"live session {outcome['session_id']} ended in error: {outcome['reason']}")
-    return outcome
+    return publish_outcome("live", summary, outcome)

@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
 
-from flows._summary import session_markdown
+from flows._summary import publish_outcome
 from tasks.gates import check_account, check_kill_switch, parse_sleeves
 from tasks.gateway import swap_gateway
 from tasks.node import run_trading_node
@@ -26,7 +25,6 @@ def paper_session(strategy: str | None = "ibs_reversion", instrument: str | None
     """One paper session; ``swap=False`` keeps whatever paper gateway is up as it is."""
     from prefect.runtime import flow_run
 
-    from ats.errors import SessionError
     from ats.runner import market_close_today, summary_for
     from ats.settings import get_settings
 
@@ -42,8 +40,4 @@ def paper_session(strategy: str | None = "ibs_reversion", instrument: str | None
         swap_gateway("paper")
     summary = summary_for("paper", settings, book, account, [], until)
     outcome = run_trading_node("paper", book, account, until, str(flow_run.id) if flow_run.id else None)
-    create_markdown_artifact(key="paper-session", markdown=session_markdown(summary, outcome),
-                             description="paper session summary")
-    if outcome["status"] == "error":
-        raise SessionError(f"paper session {outcome['session_id']} ended in error: {outcome['reason']}")
-    return outcome
+    return publish_outcome("paper", summary, outcome)

@@ -7,11 +7,13 @@ simulator's clock and injects faults; every wait is on a condition with a timeou
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +26,8 @@ from ats.store import Store, open_store
 from ats.store.models import session_bars
 from runner_support import counts, settled, wait_until
 
-__all__ = ["ScriptedSession", "advance_one_day", "bar_dates", "counts", "placed", "run_scripted_session",
-           "start_runner", "stop_process", "wait_until"]
+__all__ = ["ScriptedSession", "advance_one_day", "bar_dates", "counts", "placed", "prefect_server",
+           "run_scripted_session", "runner_env", "start_runner", "stop_process", "wait_until"]
 
 
 def bar_dates(store: Store, session_id: str) -> list[str]:
@@ -113,3 +115,39 @@ def runner_env(sim: SimGateway, data_dir: Path, **extra: str) -> dict[str, str]:
     mode = sim.mode.upper()
     return {"ATS_DATA_DIR": str(data_dir), f"ATS_IB_{mode}_PORT": str(sim.port),
             f"ATS_IB_{mode}_ACCOUNT_ID": sim.account, "ATS_GATEWAY_CONTROLLER": "docker", **extra}
+
+
+@contextlib.contextmanager
+def prefect_server(home: Path, startup_timeout: float = 90.0) -> Iterator[str]:
+    """A real local ``prefect server start`` on a free port with its own PREFECT_HOME; yields its API URL."""
+    from support import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": url,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"}
+    with open(home / "server.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                 "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            wait_until(lambda: proc.poll() is not None or _answers(f"{url}/health"), timeout=startup_timeout,
+                       what="the Prefect server")
+            if proc.poll() is not None:
+                raise RuntimeError(f"the Prefect server exited: {(home / 'server.log').read_text()[-2000:]}")
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
