@@ -52,6 +52,10 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory):
             time.sleep(0.2)
         yield {"url": url, "home": home}
     finally:
+        # Send the flow-run logs still queued in this process before the server goes away.
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=10)
         proc.terminate()
         try:
             proc.wait(timeout=30)
