@@ -514,6 +514,8 @@ def run_session(request: SessionRequest, settings: Settings, store: Store, *,
     record = start_session(request.mode, list(plan.sleeves), trader_id=plan.trader_id,
                            account_masked=mask_account(account), gateway=f"{plan.host}:{plan.port}",
                            actor=settings.operator, flow_run_id=request.flow_run_id, store=store)
+    if request.mode == "live":
+        _notify(settings, "go_live", account, [s.key for s in plan.sleeves], settings.operator, plan.host, plan.port)
     guard_ref: list[SessionGuard] = []
     node = None
     status, reason, summary = "error", "the node did not start", {}
@@ -548,7 +550,20 @@ def run_session(request: SessionRequest, settings: Settings, store: Store, *,
         except StoreError as exc:
             reason = f"{reason}; and the session could not be marked {status}: {exc}"
             status = "error"
+    if status == "killed":
+        _notify(settings, "kill_switch", request.mode, reason, settings.operator, record.id)
+    _notify(settings, "session_ended", request.mode, record.id, status, reason,
+            {"realised PnL": summary.get("realized_pnl"), "orders": summary.get("orders")})
     return SessionOutcome(record.id, request.mode, status, reason, summary)
+
+
+def _notify(settings: Settings, builder: str, *args: Any) -> None:
+    """Send an ``ats.alerts`` notification (go-live, kill switch, session ended).  Never raises:
+    a failing notification service must not change how a session ends."""
+    from ats import alerts
+
+    with contextlib.suppress(Exception):
+        alerts.send_message(getattr(alerts, builder)(*args), urls=settings.alert_url_list)
 
 
 def _cancel_pending_tasks(node) -> None:  # noqa: ANN001

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ats import approvals, audit, ladder
+from ats.alert_sink import AlertEndpoint
 from ats.store import open_store
 from ats.strategies import get_strategy
 from support import free_port
@@ -147,9 +148,14 @@ def test_i_understand_with_the_right_id_runs_the_live_session(live_env: dict[str
     _pass_paper_rung()
     approvals.approve_live("ibs_reversion", "QQQ.NASDAQ", "reviewed", "alice", store=open_store())
     live = sim_factory(mode="live", account=LIVE_ACCOUNT, clock="manual")
+    endpoint = AlertEndpoint()
 
-    result = _run("ats.live", *SLEEVE, "--i-understand", LIVE_ACCOUNT, "--until", _until(6), "--json",
-                  env={**live_env, "ATS_IB_LIVE_PORT": str(live.port)})
+    try:
+        result = _run("ats.live", *SLEEVE, "--i-understand", LIVE_ACCOUNT, "--until", _until(6), "--json",
+                      env={**live_env, "ATS_IB_LIVE_PORT": str(live.port), "ATS_ALERT_URLS": endpoint.url})
+        posts = list(endpoint.posts)
+    finally:
+        endpoint.close()
 
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout)
@@ -158,6 +164,8 @@ def test_i_understand_with_the_right_id_runs_the_live_session(live_env: dict[str
     assert "approved by alice" in result.stderr
     actions = [r.action for r in audit.list_rows(store=open_store(), limit=100)]
     assert actions[-3:] == ["confirmation.accepted", "session.start", "session.stopped"]
+    assert [p["title"] for p in posts] == ["ats: LIVE trading session starting", "ats: live session stopped"]
+    assert "U***4567" in posts[0]["message"] and LIVE_ACCOUNT not in json.dumps(posts)
 
 
 def _run_in_pty(args: list[str], env: dict[str, str], answer: str, timeout: float = 120) -> tuple[int, str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from ats import audit, killswitch
+from ats.alert_sink import AlertEndpoint
 from ats.errors import KillLatched
 from ats.runner import SessionRequest, check_gates
 from ats.sessions import get_session, session_detail
@@ -49,7 +50,8 @@ def test_order_above_the_cap_and_a_burst_above_the_rate_never_reach_the_broker(s
 def test_ats_kill_from_another_process_halts_the_session_and_latches(sim_factory, isolated_env: Path) -> None:
     # Arrange
     sim = sim_factory(mode="paper", clock="manual", start="2024-06-03")
-    settings = session_settings(sim, isolated_env)
+    endpoint = AlertEndpoint()
+    settings = session_settings(sim, isolated_env, ATS_ALERT_URLS=endpoint.url)
     request = SessionRequest("paper", [Sleeve("order_check", "QQQ.NASDAQ", "1-DAY-LAST",
                                               {"quantities": [1], "limit_price": 100.0})])
     env = {"ATS_DATA_DIR": str(isolated_env)}
@@ -61,8 +63,12 @@ def test_ats_kill_from_another_process_halts_the_session_and_latches(sim_factory
         killed["result"] = run_ats("kill", "--mode", "paper", "--reason", "test kill", env=env)
 
     # Act
-    driven = drive_session(sim, settings, request, days=1, during=kill_after_first_day, stop=False,
-                          settle=False)
+    try:
+        driven = drive_session(sim, settings, request, days=1, during=kill_after_first_day, stop=False,
+                              settle=False)
+        titles = endpoint.titles()
+    finally:
+        endpoint.close()
 
     # Assert
     outcome, store = driven.outcome, driven.store
@@ -71,6 +77,7 @@ def test_ats_kill_from_another_process_halts_the_session_and_latches(sim_factory
     assert "kill switch by" in outcome.reason and "test kill" in outcome.reason
     assert get_session(outcome.session_id, store=store).status == "killed"
     assert [r["kind"] for r in sim.ledger] == ["place", "cancel"]
+    assert titles == ["ats: KILL SWITCH (paper)", "ats: paper session killed"]
     actions = [r.action for r in audit.list_rows(store=store, limit=1000)]
     assert {"kill.latch", "session.halted", "session.killed"} <= set(actions)
     with pytest.raises(KillLatched, match="the paper kill switch is latched"):
