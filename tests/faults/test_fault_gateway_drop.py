@@ -69,10 +69,12 @@ def test_dropped_connections_reconnect_without_a_duplicate_order_or_an_alert(
         sim_factory, isolated_env: Path, endpoint: AlertEndpoint) -> None:
     # Arrange
     sim = sim_factory(mode="paper", clock="manual", start="2024-06-03")
-    settings = session_settings(sim, isolated_env, ATS_ALERT_URLS=endpoint.url)
+    # The endpoint receives the health check's alerts only (not the session's own notifications).
+    settings = session_settings(sim, isolated_env)
+    health_settings = session_settings(sim, isolated_env, ATS_ALERT_URLS=endpoint.url)
 
     def script(guard, store, results) -> None:  # noqa: ANN001
-        health = HealthChecks(settings, store)
+        health = HealthChecks(health_settings, store)
         results["health"] = health
         sid = guard.session_id
         results["before"] = [advance_one_day(sim, store, sid)]  # the entry order fills here
@@ -112,10 +114,12 @@ def test_gateway_outage_alerts_once_recovers_once_and_the_node_resumes(
         sim_factory, isolated_env: Path, endpoint: AlertEndpoint) -> None:
     # Arrange
     sim = sim_factory(mode="paper", clock="manual", start="2024-06-03")
-    settings = session_settings(sim, isolated_env, ATS_ALERT_URLS=endpoint.url)
+    # The endpoint receives the health check's alerts only (not the session's own notifications).
+    settings = session_settings(sim, isolated_env)
+    health_settings = session_settings(sim, isolated_env, ATS_ALERT_URLS=endpoint.url)
 
     def script(guard, store, results) -> None:  # noqa: ANN001
-        health = HealthChecks(settings, store)
+        health = HealthChecks(health_settings, store)
         results["health"] = health
         sid = guard.session_id
         advance_one_day(sim, store, sid)

@@ -34,14 +34,17 @@ def test_ibc_restart_in_the_window_pages_nobody_and_the_session_resumes(sim_fact
     # Arrange
     endpoint = AlertEndpoint()
     sim = sim_factory(mode="paper", clock="manual", start="2024-06-03")
-    settings = session_settings(sim, isolated_env, ATS_ALERT_URLS=endpoint.url)
+    # The endpoint receives the health check's alerts only (not the session's own notifications).
+    settings = session_settings(sim, isolated_env)
+    health_settings = session_settings(sim, isolated_env, ATS_ALERT_URLS=endpoint.url)
     policy = HealthPolicy()  # the shipped defaults, windows included
     clock = FakeClock(INSIDE_DAILY_WINDOW)
     checks = []
 
     def check(store) -> None:  # noqa: ANN001
         clock.advance(30)
-        checks.append(run_health_check("paper", store=store, settings=settings, policy=policy, clock=clock))
+        checks.append(run_health_check("paper", store=store, settings=health_settings, policy=policy,
+                                       clock=clock))
 
     def script(guard, store, results) -> None:  # noqa: ANN001
         sid = guard.session_id
