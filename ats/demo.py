@@ -287,6 +287,8 @@ def step_go_live(ctx: dict[str, Any]) -> str:
 
 def step_over_cap_and_outage_and_kill(ctx: dict[str, Any]) -> str:
     """Steps 7–9 happen during one more live session; this step runs it and reports step 7."""
+    import datetime as dt
+
     from flows.go_live import go_live
 
     controller = ctx["controller"]
@@ -297,7 +299,7 @@ def step_over_cap_and_outage_and_kill(ctx: dict[str, Any]) -> str:
     driver.start()
     # notional 6000 > the live cap (5000): every entry the strategy tries is denied in the node.
     outcome = go_live(strategy="ibs_reversion", instrument="QQQ.NASDAQ", i_understand=LIVE_ACCOUNT,
-                      params={"notional": 6000.0, "buy_threshold": 0.5}, until="23:59")
+                      params={"notional": 6000.0, "buy_threshold": 0.5}, until=(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30)).isoformat())
     driver.join(timeout=60)
     ctx["kill_outcome"], ctx["events"] = outcome, events
     if "error" in events:

@@ -103,15 +103,16 @@ class Gates:
             self.refuse(GateRefused("paper-rung", "; ".join(failing),
                                     "run paper sessions until `ats ladder status` shows the paper rung PASS"))
 
-    def no_paper_session(self) -> None:
-        """Live: no paper session may be running (paper and live share the IB login)."""
+    def no_other_session(self) -> None:
+        """No session of the other mode may be running (paper and live share the IB login)."""
         from ats.sessions import reap_dead_sessions, running_sessions
 
-        reap_dead_sessions("paper", self.actor, store=self.store)
-        running = running_sessions("paper", store=self.store)
+        other = "live" if self.mode == "paper" else "paper"
+        reap_dead_sessions(other, self.actor, store=self.store)
+        running = running_sessions(other, store=self.store)
         if running:
-            self.refuse(GateRefused("one-gateway", f"a paper session is running ({running[0].id}, since {running[0].started_at})",
-                                    "stop it first: ats kill --mode paper --reason …, or wait for its stop time"))
+            self.refuse(GateRefused("one-gateway", f"a {other} session is running ({running[0].id}, since {running[0].started_at})",
+                                    f"stop it first: ats kill --mode {other} --reason …, or wait for its stop time"))
 
     def one_gateway(self, paper_answers: Callable[[], bool]) -> None:
         """Live: its own port, and the paper gateway is not answering (IB allows one session)."""
@@ -152,6 +153,17 @@ class Gates:
                      {"account": mask_account(account), "how": how, "sleeves": [s.key for s in self.sleeves]},
                      store=self.store)
 
+    def client_id_free(self, host: str, port: int, client_id: int) -> None:
+        """One session per gateway, whatever store it records in: refuse when the gateway says the
+        node's API client id is already in use (IB error 326) — another ats node is connected."""
+        from ats.gateway.probe import probe
+
+        result = probe(host, port, timeout=5.0, client_id=client_id)
+        if result.reason == "handshake_failed" and "already in use" in result.detail:
+            self.refuse(GateRefused(
+                "one-session", f"the {self.mode} gateway on port {port} already has a client with id {client_id} "
+                f"(another trading node is connected)", "stop that session first: one IB session at a time"))
+
     def confirmation_attempt(self, account: str, answer: str, how: str, operator: str | None = None,
                              attempt: int = 1) -> bool:
         """One typed answer (e.g. from the Prefect UI form): audited either way; True if it matches."""
@@ -171,7 +183,28 @@ class Gates:
     def check_paper(self) -> str:
         account = self.account()
         self.kill_switch()
+        self.no_other_session()
         return account
+
+    def no_session_running(self) -> None:
+        """No session of any mode is running (the database enforces it too, against races)."""
+        from ats.sessions import one_session_refusal, reap_dead_sessions, running_sessions
+
+        for mode in ("paper", "live"):
+            reap_dead_sessions(mode, self.actor, store=self.store)
+        running = running_sessions(store=self.store)
+        if running:
+            self.refuse(one_session_refusal(running, self.mode))
+
+    def recheck_before_start(self) -> None:
+        """The gates that can change while a start waits (swap, confirmation prompt or form):
+        read again right before the session is created."""
+        self.kill_switch()
+        self.no_session_running()
+        if self.mode == "live":
+            self.edition()
+            self.paper_rung()
+            self.approvals()
 
     def check_live_before_confirmation(self, paper_answers: Callable[[], bool]) -> tuple[str, list]:
         """Every live gate but the typed confirmation; returns (account, approvals)."""
@@ -180,7 +213,7 @@ class Gates:
         self.kill_switch()
         self.paper_rung()
         approvals = self.approvals()
-        self.no_paper_session()
+        self.no_other_session()
         self.one_gateway(paper_answers)
         return account, approvals
 

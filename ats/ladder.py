@@ -166,17 +166,19 @@ def run_backtest_rung(strategy: str, instrument: str, params: dict[str, Any], *,
 
 
 def paper_records(strategy: str, instrument: str, *, store: Store | None = None) -> list:
-    """The recorded paper sessions that ran ``strategy`` on ``instrument``, as PaperSessionRecords."""
+    """The recorded paper sessions that ran the current code of ``strategy`` on ``instrument``."""
     from ats.ladder_rules import PaperSessionRecord
     from ats.sessions import list_sessions, session_bars_of, session_decisions_of
     from ats.store.models import session_orders
 
     store = store or open_store()
+    current = get_strategy(strategy).fingerprint()
     records = []
     for session in list_sessions("paper", limit=100_000, store=store):
         sleeve = next((s for s in session.sleeves
                        if s["strategy"] == strategy and s["instrument"] == instrument), None)
-        if sleeve is None:
+        # Only sessions that ran the current code count: a paper rung is earned by this code.
+        if sleeve is None or sleeve.get("fingerprint") != current:
             continue
         bars = [(ts[:10], o, h, low, c, v) for ts, o, h, low, c, v in session_bars_of(session.id, instrument, store=store)]
         decisions = session_decisions_of(session.id, instrument, store=store)

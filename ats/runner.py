@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ from ats.store import Store
 NEW_YORK = ZoneInfo("America/New_York")
 SNAPSHOT_INTERVAL_S = 5.0
 CANCEL_GRACE_S = 3.0
+# Connection (60 s) + reconciliation (30 s) + portfolio (10 s) timeouts of the node, and margin.
+STARTUP_DEADLINE_S = 120.0
 
 
 @dataclass
@@ -57,8 +60,26 @@ class SessionOutcome:
                 "reason": self.reason, **self.summary}
 
 
+def resolve_stop_time(until: str | None, now: dt.datetime | None = None) -> dt.datetime:
+    """When a session stops: ``until``, else today's close.  Refuses a stop time that is already
+    past and a day the exchange does not trade (without ``--until``): a session never runs on
+    with no stop at all."""
+    now = now or dt.datetime.now(dt.UTC)
+    if until:
+        stop_at = parse_until(until, now)
+        if stop_at <= now:
+            raise InputError(f"--until {until!r} is already past ({stop_at:%Y-%m-%d %H:%M} UTC): give a later time")
+        return stop_at
+    close = market_close_today(now)
+    if close is None:
+        raise InputError("the exchange does not trade today: no market close to stop at; give --until HH:MM or a date-time")
+    if close <= now:
+        raise InputError(f"today's market close ({close:%H:%M} UTC) has passed; give --until to run after it")
+    return close
+
+
 def parse_until(until: str | None, now: dt.datetime | None = None) -> dt.datetime | None:
-    """``HH:MM`` (America/New_York, today; tomorrow if already past) or an ISO datetime → UTC."""
+    """``HH:MM`` (America/New_York, today) or an ISO datetime (New York if no zone) → UTC."""
     if until is None:
         return None
     now = now or dt.datetime.now(dt.UTC)
@@ -68,8 +89,6 @@ def parse_until(until: str | None, now: dt.datetime | None = None) -> dt.datetim
             hour, minute = (int(p) for p in text.split(":"))
             local_now = now.astimezone(NEW_YORK)
             target = local_now.replace(hour=hour, minute=minute, second=0, microsecond=0)
-            if target <= local_now:
-                target += dt.timedelta(days=1)
             return target.astimezone(dt.UTC)
         parsed = dt.datetime.fromisoformat(text)
     except ValueError:
@@ -105,8 +124,10 @@ class SessionGuard:
         self.actor = actor
         self.node = node
         self.stop_at = stop_at
-        self.status = "stopped"
-        self.reason = "stopped"
+        # Until the trader runs (start_timers), ending means the node never started trading.
+        self.status = "error"
+        self.reason = "the node stopped before it started trading (connection, reconciliation or portfolio failed)"
+        self.started = threading.Event()
         self.halted_at: float | None = None
         self.last_bar: dict[str, str] = {}
         self._halting = False
@@ -134,6 +155,9 @@ class SessionGuard:
     def start_timers(self) -> None:
         """Called once the node is running (from the session actor's on_start)."""
         from ats.killswitch import POLL_INTERVAL_S
+
+        self.status, self.reason = "stopped", "stopped"
+        self.started.set()
 
         clock = self.node.kernel.clock
         clock.set_timer("ats-kill-poll", dt.timedelta(seconds=POLL_INTERVAL_S), callback=lambda _e: self.poll_kill())
@@ -183,6 +207,8 @@ class SessionGuard:
         bar close; with no price at all the order is denied (fail closed).
         """
         cap = self.plan.max_notional_per_order
+        if self._reduces_position(order):
+            return None  # an exit must never be trapped by the entry cap
         price = getattr(order, "price", None)
         if price is None:
             price = self._last_price(order)
@@ -192,6 +218,18 @@ class SessionGuard:
         if notional > cap:
             return f"NOTIONAL_EXCEEDS_MAX_PER_ORDER: {notional:,.2f} USD > {cap:,} USD (MAX_NOTIONAL_PER_ORDER)"
         return None
+
+    def _reduces_position(self, order) -> bool:  # noqa: ANN001
+        """A SELL no larger than the open long (or a BUY no larger than the open short)."""
+        from nautilus_trader.model.enums import OrderSide
+
+        net = 0.0
+        for position in self.node.kernel.cache.positions_open(instrument_id=order.instrument_id):
+            net += float(position.signed_qty)
+        quantity = float(order.quantity)
+        if order.side == OrderSide.SELL:
+            return net > 0 and quantity <= net
+        return net < 0 and quantity <= -net
 
     def _last_price(self, order):  # noqa: ANN001, ANN202
         from nautilus_trader.model.enums import OrderSide
@@ -351,7 +389,13 @@ class SessionGuard:
 
     def _continue_halt(self) -> None:
         open_orders = len(self.node.kernel.cache.orders_open())
-        if open_orders == 0 or time.monotonic() >= self._cancel_deadline:
+        if open_orders == 0:
+            self._stop_node()
+        elif time.monotonic() >= self._cancel_deadline:
+            # Never report a clean kill while orders may still work at the broker.
+            self.status = "error"
+            self.reason += (f"; {open_orders} order(s) still open at the broker after {CANCEL_GRACE_S:.0f} s "
+                            "— check and cancel them at IB")
             self._stop_node()
 
     def stop(self, status: str, reason: str) -> None:
@@ -367,6 +411,42 @@ class SessionGuard:
         with contextlib.suppress(Exception):
             self.snapshot()
         self.node.stop()
+
+    def watch_startup(self, deadline_s: float) -> threading.Thread:
+        """Until the trader runs, watch from a thread: the kill switch, the stop time and a startup
+        deadline (a node that never finishes connecting or reconciling would otherwise wait forever,
+        deaf to both)."""
+        from ats.killswitch import POLL_INTERVAL_S, latched
+
+        def watch() -> None:
+            deadline = time.monotonic() + deadline_s
+            while not self.started.wait(POLL_INTERVAL_S * 4):
+                if self._halting or self._stopping:
+                    return
+                try:
+                    found = latched(self.plan.mode, store=self.store)
+                except StoreError as exc:
+                    self._halt_threadsafe("error", f"store unavailable while the node starts (fail closed): {exc}")
+                    return
+                if found is not None:
+                    self._halt_threadsafe("killed", f"kill switch by {found.actor}: {found.reason}")
+                    return
+                if self.stop_at is not None and dt.datetime.now(dt.UTC) >= self.stop_at:
+                    self._halt_threadsafe("stopped", "reached the stop time before the node started trading")
+                    return
+                if time.monotonic() >= deadline:
+                    self._halt_threadsafe("error", f"the node did not start trading within {deadline_s:.0f} s "
+                                                   "(gateway connection, reconciliation or instruments)")
+                    return
+
+        thread = threading.Thread(target=watch, name="ats-startup-watch", daemon=True)
+        thread.start()
+        return thread
+
+    def _halt_threadsafe(self, status: str, reason: str) -> None:
+        loop = self.node.kernel.loop
+        if loop.is_running():
+            loop.call_soon_threadsafe(self.halt, status, reason)
 
     def request_stop(self, reason: str) -> None:
         """Thread-safe: stop the session normally (status ``stopped``)."""
@@ -482,8 +562,17 @@ def session_summary(plan: NodePlan, approvals: list, until: str | None) -> dict[
             for s in plan.sleeves
         ],
         "risk_caps": plan.risk_caps(),
-        "until": until or "market close",
+        "until": _describe_stop(until),
     }
+
+
+def _describe_stop(until: str | None) -> str:
+    try:
+        stop_at = resolve_stop_time(until)
+    except InputError as exc:
+        return f"(refused: {exc})"
+    return (f"{stop_at.astimezone(NEW_YORK):%Y-%m-%d %H:%M} America/New_York ({stop_at:%H:%M} UTC)"
+            + ("" if until else ", the market close"))
 
 
 def summary_for(mode: Mode, settings: Settings, sleeves: list[dict[str, Any]], account: str,
@@ -499,10 +588,10 @@ def summary_for(mode: Mode, settings: Settings, sleeves: list[dict[str, Any]], a
 def run_session(request: SessionRequest, settings: Settings, store: Store, *,
                 account: str, on_running: Callable[[SessionGuard], None] | None = None) -> SessionOutcome:
     """Run the node for ``request`` (gates already passed); always disposes the node."""
-    from ats.sessions import finish_session, reap_dead_sessions, start_session
+    from ats.sessions import finish_session, start_session
 
     plan = plan_for(settings.mode(request.mode), request.sleeves, account, settings.redis_url, settings.node_id)
-    stop_at = parse_until(request.until) if request.until else market_close_today()
+    stop_at = resolve_stop_time(request.until)
     strategies = []
     for sleeve in plan.sleeves:
         config = sleeve.strategy_config()
@@ -510,7 +599,11 @@ def run_session(request: SessionRequest, settings: Settings, store: Store, *,
 
         strategy_cls, _ = get_strategy(sleeve.strategy).load()
         strategies.append(strategy_cls(config))
-    reap_dead_sessions(request.mode, settings.operator, store=store)
+    from ats.node import CLIENT_ID
+
+    gates = Gates(request.mode, settings, store, request.sleeves)
+    gates.recheck_before_start()
+    gates.client_id_free(plan.host, plan.port, CLIENT_ID)
     record = start_session(request.mode, list(plan.sleeves), trader_id=plan.trader_id,
                            account_masked=mask_account(account), gateway=f"{plan.host}:{plan.port}",
                            actor=settings.operator, flow_run_id=request.flow_run_id, store=store)
@@ -531,7 +624,8 @@ def run_session(request: SessionRequest, settings: Settings, store: Store, *,
         guard.install()
         if on_running is not None:
             on_running(guard)
-        node.run()
+        guard.watch_startup(STARTUP_DEADLINE_S)
+        node.run(raise_exception=True)
         summary = _final_summary(guard)
         status, reason = guard.status, guard.reason
     except Exception as exc:  # noqa: BLE001 - the session must end recorded, whatever happened

@@ -54,6 +54,22 @@ def _record(row) -> SessionRecord:  # noqa: ANN001
     return SessionRecord(**data)
 
 
+def one_session_refusal(running: list[SessionRecord], mode: str) -> GateRefused:
+    """The refusal of a start while ``running`` holds a session (one IB session at a time)."""
+    other_mode = running[0].mode if running else mode
+    where = (f"{running[0].id} (pid {running[0].pid} on {running[0].host}, since {running[0].started_at})"
+             if running else "(unknown)")
+    return GateRefused("one-session", f"another {other_mode} session is running: {where}",
+                       f"stop it first (ats kill --mode {other_mode} --reason …), one IB session at a time")
+
+
+def _with_fingerprint(sleeve: Sleeve) -> dict[str, Any]:
+    """The sleeve as stored with its session: with the code fingerprint of the strategy it ran."""
+    from ats.strategies import get_strategy
+
+    return {**sleeve.as_dict(), "fingerprint": get_strategy(sleeve.strategy).fingerprint()}
+
+
 def start_session(mode: Mode, sleeves: list[Sleeve], *, trader_id: str, account_masked: str,
                   gateway: str, actor: str, flow_run_id: str | None = None,
                   store: Store | None = None) -> SessionRecord:
@@ -62,7 +78,7 @@ def start_session(mode: Mode, sleeves: list[Sleeve], *, trader_id: str, account_
     session_id = str(uuid.uuid4())
     values = {
         "id": session_id, "mode": mode, "trader_id": trader_id,
-        "sleeves": audit.canonical_json([s.as_dict() for s in sleeves]),
+        "sleeves": audit.canonical_json([_with_fingerprint(s) for s in sleeves]),
         "account_masked": account_masked, "gateway": gateway, "started_at": utcnow_iso(),
         "stopped_at": None, "status": "running", "reason": None, "pid": os.getpid(),
         "host": socket.gethostname(), "flow_run_id": flow_run_id,
@@ -79,11 +95,7 @@ def start_session(mode: Mode, sleeves: list[Sleeve], *, trader_id: str, account_
     except StoreError as exc:
         if not isinstance(exc.__cause__, IntegrityError):
             raise
-        other = running_sessions(mode, store=store)
-        where = (f"{other[0].id} (pid {other[0].pid} on {other[0].host}, since {other[0].started_at})"
-                 if other else "(unknown)")
-        error = GateRefused("one-session", f"another {mode} session is running: {where}",
-                            f"stop it first (ats kill --mode {mode} --reason …), one IB session at a time")
+        error = one_session_refusal(running_sessions(store=store), mode)
         audit.append(actor, "gate.refused", mode, {"gate": error.gate, "message": str(error),
                                                   "sleeves": [s.key for s in sleeves]}, store=store)
         raise error from None

@@ -359,7 +359,8 @@ def _one_line(exc: ValidationError) -> str:
         return message
     field = str(loc[0])
     value = error.get("input")
-    shown = "account" not in field and field not in SECRET_FIELDS  # secrets (URLs with tokens) never echoed
+    # Account ids, secrets and URLs that may carry a password are never echoed.
+    shown = "account" not in field and field not in SECRET_FIELDS and field != "database_url"
     got = f" (got {value!r})" if isinstance(value, (str, int, float)) and shown else ""
     if error.get("type") == "extra_forbidden":
         return f"{env_name(field)}: unknown ats variable in .env"

@@ -26,7 +26,7 @@ from tasks.gates import (
     check_approval,
     check_edition,
     check_kill_switch,
-    check_no_paper_session,
+    check_no_other_session,
     check_one_gateway,
     check_paper_rung,
     confirm_live_account,
@@ -81,15 +81,18 @@ def go_live(strategy: str | None = None, instrument: str | None = None, bar_spec
     from ats.runner import summary_for
     from ats.settings import get_settings
 
+    from ats.runner import resolve_stop_time
+
     logger = get_run_logger()
     settings = get_settings()
+    resolve_stop_time(until)  # a past or missing stop time fails the run before any gate
     book = parse_sleeves(strategy, instrument, bar_spec, params, sleeves)
     check_edition(book)
     account = check_account("live", book)
     check_kill_switch("live", book)
     check_paper_rung(book)
     approvals = check_approval(book)
-    check_no_paper_session(book)
+    check_no_other_session("live", book)
     swap_gateway("live")
     check_one_gateway(book)
     summary = summary_for("live", settings, book, account, approvals, until)

@@ -12,7 +12,7 @@ from typing import Any
 from prefect import flow
 
 from flows._summary import publish_outcome
-from tasks.gates import check_account, check_kill_switch, parse_sleeves
+from tasks.gates import check_account, check_kill_switch, check_no_other_session, parse_sleeves
 from tasks.gateway import swap_gateway
 from tasks.node import run_trading_node
 
@@ -36,6 +36,7 @@ def paper_session(strategy: str | None = "ibs_reversion", instrument: str | None
                          bar_spec, params, sleeves)
     account = check_account("paper", book)
     check_kill_switch("paper", book)
+    check_no_other_session("paper", book)
     if swap:
         swap_gateway("paper")
     summary = summary_for("paper", settings, book, account, [], until)

@@ -26,3 +26,10 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def later(hours: float = 2) -> str:
+    """An ISO stop time well ahead (a session's ``--until``), whatever the time of day."""
+    import datetime as dt
+
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(hours=hours)).isoformat(timespec="seconds")

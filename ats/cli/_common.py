@@ -37,14 +37,30 @@ def load_settings():
 
 
 def run_app(app: typer.Typer) -> None:
-    """Run ``app``; an AtsError escaping a command becomes one line and its exit code."""
+    """Run ``app``; every error becomes one line on stderr and its exit code.
+
+    AtsError → its exit code; a usage error (unknown option, missing option, bad value) → 2 with
+    Typer's message on one line instead of its usage box; Ctrl-C → 130.
+    """
     from ats.errors import AtsError, NothingToDo
 
     try:
-        app(standalone_mode=True)
+        code = app(standalone_mode=False)
     except NothingToDo as exc:
         console.print(str(exc))
         raise SystemExit(0) from None
     except AtsError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        _error_line(str(exc))
         raise SystemExit(exc.exit_code) from None
+    except typer.TyperException as exc:  # click's UsageError family (Typer's public base)
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        _error_line(f"{' '.join(message.split())} (see --help)")
+        raise SystemExit(getattr(exc, "exit_code", 2)) from None
+    except (typer.Abort, KeyboardInterrupt):
+        _error_line("aborted")
+        raise SystemExit(130) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def _error_line(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)

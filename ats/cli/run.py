@@ -95,9 +95,9 @@ def run_command(
             sleeves = parse_sleeves_json(sleeves_json)
         else:
             sleeves = [sleeve_from_args(strategy, instrument, bar_spec, params)]
-        from ats.runner import parse_until
+        from ats.runner import resolve_stop_time
 
-        parse_until(until)
+        resolve_stop_time(until)
     except InputError as exc:
         fail(str(exc), exc.exit_code)
     store = open_store(settings.resolved_database_url)

@@ -294,6 +294,7 @@ def swap(to: str, controller: GatewayController, settings: Any = None, *, prober
         def prober(mode: str) -> ProbeResult:
             return probe_mode(mode, settings, timeout=5.0, client_id=PROBE_CLIENT_ID)
 
+    _refuse_if_session_running(other, settings, actor, store)
     started = time.monotonic()
     controller.stop(other)
     down = _wait_for(lambda: prober(other), lambda r: r.reason == "refused", down_timeout, poll)
@@ -321,6 +322,23 @@ def swap(to: str, controller: GatewayController, settings: Any = None, *, prober
         store=store or open_store(settings.resolved_database_url))
     log.info("gateway swap done: %s down, %s up (%.1f s)", other, to, result.seconds)
     return result
+
+
+def _refuse_if_session_running(mode: str, settings: Any, actor: str | None, store: Any) -> None:
+    """Never stop a gateway under a running session of its mode (audited refusal)."""
+    from ats import audit
+    from ats.sessions import reap_dead_sessions, running_sessions
+    from ats.store import open_store
+
+    store = store or open_store(settings.resolved_database_url)
+    actor = actor or settings.operator
+    reap_dead_sessions(mode, actor, store=store)
+    running = running_sessions(mode, store=store)
+    if running:
+        error = GateRefused("one-gateway", f"a {mode} session is running ({running[0].id}); its gateway is not stopped",
+                            f"stop the session first: ats kill --mode {mode} --reason …")
+        audit.append(actor, "gate.refused", mode, {"gate": error.gate, "message": str(error)}, store=store)
+        raise error
 
 
 def swap_to_live(controller: GatewayController, settings: Any = None, **options: Any) -> SwapResult:

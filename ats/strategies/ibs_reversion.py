@@ -116,6 +116,9 @@ class IbsReversionConfig(StrategyConfig, frozen=True):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1 (got {value})")
+        if not self.buy_threshold < self.sell_threshold:
+            # Otherwise one bar could be both an entry and an exit signal.
+            raise ValueError(f"buy_threshold ({self.buy_threshold}) must be below sell_threshold ({self.sell_threshold})")
         if not self.notional > 0:
             raise ValueError(f"notional must be greater than 0 USD (got {self.notional})")
         if self.max_hold_bars is not None and self.max_hold_bars < 1:

@@ -200,10 +200,6 @@ USAGE_ERRORS = [
     Case("approve-missing-note", ats("approve-live", *SLEEVE), "Missing option '--note'"),
     Case("paper-unknown-flag", paper(*SLEEVE, "--paramz", "{}"), "No such option: --paramz"),
 ]
-USAGE_XFAIL = pytest.mark.xfail(strict=True, reason=(
-    "usage errors found by Typer/Click (unknown option, missing required option) print Typer's "
-    "multi-line usage box, not one line: run_app runs the app in standalone mode"))
-
 
 @dataclass(frozen=True)
 class Ran:
@@ -271,7 +267,7 @@ def test_bad_input_is_refused_with_one_line_and_nothing_written(case: Case, ran:
     _check(case, ran[case.id])
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, marks=USAGE_XFAIL) for c in USAGE_ERRORS],
+@pytest.mark.parametrize("case", USAGE_ERRORS,
                          ids=[c.id for c in USAGE_ERRORS])
 def test_usage_errors_are_refused_with_one_line(case: Case, ran: dict[str, Ran]) -> None:
     _check(case, ran[case.id])

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from support import later
+
 from ats.sessions import list_sessions, session_detail
 from ats.store import open_store
 from fault_support import counts, placed, runner_env, start_runner, stop_process, wait_until
@@ -21,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 # buy_threshold 0.99: the first bar with a range buys; sell_threshold 1.0: never sells.
 ARGS = ["--strategy", "ibs_reversion", "--instrument", "QQQ.NASDAQ",
-        "--params", '{"buy_threshold": 0.99, "sell_threshold": 1.0}', "--until", "23:59"]
+        "--params", '{"buy_threshold": 0.99, "sell_threshold": 1.0}', "--until", later()]
 
 
 def _running_session(store) -> str:  # noqa: ANN001

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+from support import later
 from sqlalchemy.engine import make_url
 
 from ats import audit
@@ -89,7 +91,7 @@ def test_database_gone_before_an_order_stops_the_cli_runner_non_zero(sim_factory
     database = make_url(pg_url).database
     env = runner_env(sim, isolated_env, ATS_DATABASE_URL=pg_url)
     args = ["--strategy", "order_check", "--instrument", "QQQ.NASDAQ", "--params", '{"quantities": [1]}',
-            "--until", "23:59", "--json"]
+            "--until", later(), "--json"]
     runner = start_runner("ats.paper", args, env)
     try:
         wait_until(lambda: sim.bar_subscriptions >= 1, what="the runner's bar subscription")

@@ -17,7 +17,7 @@ from ats.settings import load_settings
 from ats.store import open_store
 from flow_support import LIVE_ACCOUNT, approve, pass_paper_rung
 from runner_support import wait_until
-from support import free_port
+from support import free_port, later
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -150,7 +150,7 @@ def test_cancelling_a_served_go_live_run_halts_the_node(served, prefect_api: str
         os.environ["ATS_DATA_DIR"] = served["env"]["ATS_DATA_DIR"]
     live = sim_factory(mode="live", account=LIVE_ACCOUNT, port=int(served["env"]["ATS_IB_LIVE_PORT"]))
     params = {"strategy": "order_check", "instrument": "QQQ.NASDAQ",
-              "params": {"quantities": [1], "limit_price": 100.0}, "i_understand": LIVE_ACCOUNT, "until": "23:59"}
+              "params": {"quantities": [1], "limit_price": 100.0}, "i_understand": LIVE_ACCOUNT, "until": later()}
 
     async def start_run():  # noqa: ANN202
         async with get_client() as client:

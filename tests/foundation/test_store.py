@@ -34,7 +34,7 @@ def test_default_store_is_a_sqlite_file_under_the_data_dir(isolated_env: Path) -
 
     assert result.returncode == 0, result.stderr
     assert (isolated_env / "ats.sqlite3").is_file()
-    assert "revision 0003" in result.stdout
+    assert "revision 0004" in result.stdout
 
 
 def test_db_upgrade_is_idempotent_on_postgres(pg_url: str) -> None:
@@ -43,7 +43,7 @@ def test_db_upgrade_is_idempotent_on_postgres(pg_url: str) -> None:
 
     assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
     with open_store(pg_url).read() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
 
 
 def test_unreachable_database_is_one_clear_line() -> None:

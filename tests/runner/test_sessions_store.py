@@ -26,7 +26,7 @@ def _start(mode: str = "paper"):  # noqa: ANN202
                          gateway="127.0.0.1:4002", actor="tester", store=open_store())
 
 
-def test_a_second_running_session_of_a_mode_is_refused_by_the_database(store_url: str, monkeypatch) -> None:  # noqa: ANN001
+def test_a_second_running_session_is_refused_by_the_database(store_url: str, monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setenv("ATS_DATABASE_URL", store_url)
     from ats.settings import get_settings
 
@@ -35,13 +35,14 @@ def test_a_second_running_session_of_a_mode_is_refused_by_the_database(store_url
 
     with pytest.raises(GateRefused, match=rf"\[gate: one-session\] another paper session is running: {first.id}"):
         _start("paper")
+    # Paper and live share the IB login: a live session may not start beside a paper one either.
+    with pytest.raises(GateRefused, match=rf"another paper session is running: {first.id}"):
+        _start("live")
 
-    live = _start("live")  # another mode is another IB session
-    assert live.status == "running"
-    [refusal] = audit.list_rows(action="gate.refused", store=open_store())
-    assert refusal.payload_obj()["gate"] == "one-session"
+    refusals = audit.list_rows(action="gate.refused", store=open_store())
+    assert [r.payload_obj()["gate"] for r in refusals] == ["one-session", "one-session"]
     finish_session(first.id, "stopped", "done", "tester", store=open_store())
-    assert _start("paper").status == "running"
+    assert _start("live").status == "running"
 
 
 def test_sessions_cli_lists_and_shows(isolated_env: Path) -> None:
