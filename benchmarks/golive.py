@@ -38,9 +38,10 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+
+from ats.prefect_server import LocalPrefectServer
 
 REPO = Path(__file__).resolve().parents[1]
 LIVE_ACCOUNT = "U1234567"
@@ -108,51 +109,11 @@ def _stop_process(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: flo
         proc.wait()
 
 
-class PrefectServer:
-    """``prefect server start`` on a free port with its own PREFECT_HOME; stopped on exit."""
+class PrefectServer(LocalPrefectServer):
+    """The local Prefect server of ``ats.prefect_server`` with a fast scheduler loop."""
 
     def __init__(self, home: Path) -> None:
-        self.home = home
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}/api"
-        self.proc: subprocess.Popen | None = None
-        self.startup_s = 0.0
-
-    def env(self) -> dict[str, str]:
-        return {"PREFECT_HOME": str(self.home), "PREFECT_API_URL": self.url,
-                "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(self.port),
-                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
-                "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5"}
-
-    def __enter__(self) -> PrefectServer:
-        started = time.monotonic()
-        self._log = open(self.home / "server.log", "w")  # noqa: SIM115 - closed in __exit__
-        self.proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                      "--port", str(self.port)], env={**_base_env(), **self.env()},
-                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
-                        if response.status == 200:
-                            break
-                except OSError:
-                    pass
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the Prefect server did not start: "
-                                       + (self.home / "server.log").read_text()[-2000:])
-                time.sleep(0.2)
-        except BaseException:
-            self.__exit__()
-            raise
-        self.startup_s = time.monotonic() - started
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            _stop_process(self.proc, signal.SIGTERM, timeout=30)
-        self._log.close()
+        super().__init__(home, scheduler_loop_s=5)
 
 
 def _stats(values: list[float]) -> str:

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import threading
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,34 +119,7 @@ def runner_env(sim: SimGateway, data_dir: Path, **extra: str) -> dict[str, str]:
 @contextlib.contextmanager
 def prefect_server(home: Path, startup_timeout: float = 90.0) -> Iterator[str]:
     """A real local ``prefect server start`` on a free port with its own PREFECT_HOME; yields its API URL."""
-    from support import free_port
+    from ats.prefect_server import LocalPrefectServer
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": url,
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"}
-    with open(home / "server.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                 "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        try:
-            wait_until(lambda: proc.poll() is not None or _answers(f"{url}/health"), timeout=startup_timeout,
-                       what="the Prefect server")
-            if proc.poll() is not None:
-                raise RuntimeError(f"the Prefect server exited: {(home / 'server.log').read_text()[-2000:]}")
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
+    with LocalPrefectServer(home) as server:
+        yield server.url

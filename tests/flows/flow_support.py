@@ -23,3 +23,19 @@ def reload_settings() -> None:
     from ats.settings import get_settings
 
     get_settings.cache_clear()
+
+
+def read_artifact(flow_run_id) -> str:  # noqa: ANN001
+    """The markdown of the (first) artifact a flow run created, read back from the server."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async def read() -> str:
+        async with get_client() as client:
+            found = await client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+            return found[0].data
+
+    return asyncio.run(read())

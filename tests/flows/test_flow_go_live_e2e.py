@@ -15,7 +15,7 @@ from ats import audit
 from ats.gateway.controllers import SimController, use_controller
 from ats.sessions import list_sessions
 from ats.store import open_store
-from flow_support import LIVE_ACCOUNT, approve, pass_paper_rung, reload_settings
+from flow_support import LIVE_ACCOUNT, approve, pass_paper_rung, read_artifact, reload_settings
 from runner_support import wait_until
 from support import free_port
 
@@ -41,8 +41,6 @@ def live_env(isolated_env: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: s
 
 def test_go_live_end_to_end_on_the_simulator(live_env: dict[str, str]) -> None:
     # Arrange: the paper gateway is up (simulated), the live one is down.
-    from prefect.client.orchestration import get_client
-
     from flows.go_live import go_live
     from ats.settings import get_settings
 
@@ -84,17 +82,7 @@ def test_go_live_end_to_end_on_the_simulator(live_env: dict[str, str]) -> None:
         assert expected in actions
     assert actions.index("gateway.swap") < actions.index("confirmation.accepted") < actions.index("session.start")
 
-    async def artifact() -> str:
-        async with get_client() as client:
-            from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-
-            found = await client.read_artifacts(artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
-            return found[0].data
-
-    import asyncio
-
-    markdown = asyncio.run(artifact())
+    markdown = read_artifact(state.state_details.flow_run_id)
     assert "REAL MONEY" in markdown and "U***4567" in markdown and LIVE_ACCOUNT not in markdown
     assert "reached the stop time" in markdown and "| BUY |" in markdown
 

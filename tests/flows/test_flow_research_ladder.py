@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 
 from ats import ladder
 from ats.store import open_store
+from flow_support import read_artifact
 
 pytestmark = pytest.mark.slow
 
 
 def test_research_ladder_flow_runs_both_rungs_and_attaches_the_status(isolated_env: Path, prefect_api: str) -> None:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-
     from flows.research_ladder import research_ladder
 
     state = research_ladder(start="2023-01-01", end="2024-12-31", return_state=True)
     result = state.result()
 
-    async def artifact() -> str:
-        async with get_client() as client:
-            found = await client.read_artifacts(artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
-            return found[0].data
-
-    markdown = asyncio.run(artifact())
+    markdown = read_artifact(state.state_details.flow_run_id)
     assert Path(result["report"]).is_file()
     assert result["backtest"]["verdict"]["passed"] is True
     assert result["paper"]["passed"] is False  # no paper session recorded yet
