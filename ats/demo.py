@@ -141,6 +141,8 @@ class Demo:
             "ATS_HEALTH_PROBE_TIMEOUT_SECONDS": "3",
         })
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        # The ephemeral Prefect server would try to send telemetry to the internet.
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         from ats.settings import get_settings
         from ats.store.engine import forget_stores
 
