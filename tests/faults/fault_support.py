@@ -11,7 +11,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +18,11 @@ from pathlib import Path
 from sqlalchemy import select
 
 from ats.ibsim import SimGateway
-from ats.runner import SessionGuard, SessionOutcome, SessionRequest, check_gates, run_session
+from ats.runner import SessionGuard, SessionOutcome, SessionRequest
 from ats.settings import Settings
-from ats.store import Store, open_store
+from ats.store import Store
 from ats.store.models import session_bars
-from runner_support import counts, settled, wait_until
+from runner_support import counts, run_with_driver, settled, wait_until
 
 __all__ = ["ScriptedSession", "advance_one_day", "bar_dates", "counts", "placed", "prefect_server",
            "run_scripted_session", "runner_env", "start_runner", "stop_process", "wait_until"]
@@ -72,27 +71,9 @@ def run_scripted_session(sim: SimGateway, settings: Settings, request: SessionRe
     exception in the script stops the session and is raised here.  ``stop=False``: the script
     (or a fault) ends the session itself.
     """
-    store = open_store(settings.resolved_database_url)
-    account, _ = check_gates(request, settings, store)
-    errors: list[BaseException] = []
     results: dict = {}
-
-    def driver(guard: SessionGuard) -> None:
-        try:
-            wait_until(lambda: sim.bar_subscriptions >= 1, what="the bar subscription")
-            script(guard, store, results)
-            if stop:
-                guard.request_stop("fault script finished")
-        except BaseException as exc:  # noqa: BLE001 - surface in the test thread
-            errors.append(exc)
-            guard.request_stop(f"fault script failed: {exc}")
-
-    def on_running(guard: SessionGuard) -> None:
-        threading.Thread(target=driver, args=(guard,), daemon=True, name="fault-script").start()
-
-    outcome = run_session(request, settings, store, account=account, on_running=on_running)
-    if errors:
-        raise errors[0]
+    outcome, store = run_with_driver(sim, settings, request, lambda guard, store: script(guard, store, results),
+                                     stop=stop, name="fault script")
     return ScriptedSession(outcome, store, results)
 
 

@@ -70,37 +70,51 @@ class DrivenSession:
     during: dict = field(default_factory=dict)
 
 
-def drive_session(sim: SimGateway, settings: Settings, request: SessionRequest, days: int, *,
-                  during: Callable[[SessionGuard, int], None] | None = None,
-                  stop: bool = True, settle: bool = True) -> DrivenSession:
-    """Run a session; advance the simulator ``days`` trading days, one bar at a time; stop it."""
+def run_with_driver(sim: SimGateway, settings: Settings, request: SessionRequest,
+                    drive: Callable[[SessionGuard, Store], None], *, stop: bool = True,
+                    name: str = "session-driver") -> tuple[SessionOutcome, Store]:
+    """Run a real session on this thread; ``drive(guard, store)`` runs on another once the node
+    holds its bar subscription.  ``stop``: stop the session when ``drive`` returns.  An exception
+    in ``drive`` stops the session and is raised here."""
     store = open_store(settings.resolved_database_url)
     account, _ = check_gates(request, settings, store)
     errors: list[BaseException] = []
-    seen = {"bars": 0}
 
     def driver(guard: SessionGuard) -> None:
         try:
             wait_until(lambda: sim.bar_subscriptions >= 1, what="the bar subscription")
-            for day in range(days):
-                before = counts(store, guard.session_id)["bars"]
-                sim.advance(1)
-                wait_until(lambda b=before: counts(store, guard.session_id)["bars"] > b, what=f"bar of day {day}")
-                if settle:
-                    wait_until(lambda: settled(counts(store, guard.session_id)), what="orders to settle")
-                if during is not None:
-                    during(guard, day)
-            seen["bars"] = counts(store, guard.session_id)["bars"]
+            drive(guard, store)
             if stop:
-                guard.request_stop("test driver finished")
+                guard.request_stop(f"{name} finished")
         except BaseException as exc:  # noqa: BLE001 - surface in the test thread
             errors.append(exc)
-            guard.request_stop(f"driver failed: {exc}")
+            guard.request_stop(f"{name} failed: {exc}")
 
     def on_running(guard: SessionGuard) -> None:
-        threading.Thread(target=driver, args=(guard,), daemon=True, name="session-driver").start()
+        threading.Thread(target=driver, args=(guard,), daemon=True, name=name).start()
 
     outcome = run_session(request, settings, store, account=account, on_running=on_running)
     if errors:
         raise errors[0]
+    return outcome, store
+
+
+def drive_session(sim: SimGateway, settings: Settings, request: SessionRequest, days: int, *,
+                  during: Callable[[SessionGuard, int], None] | None = None,
+                  stop: bool = True, settle: bool = True) -> DrivenSession:
+    """Run a session; advance the simulator ``days`` trading days, one bar at a time; stop it."""
+    seen = {"bars": 0}
+
+    def advance_days(guard: SessionGuard, store: Store) -> None:
+        for day in range(days):
+            before = counts(store, guard.session_id)["bars"]
+            sim.advance(1)
+            wait_until(lambda b=before: counts(store, guard.session_id)["bars"] > b, what=f"bar of day {day}")
+            if settle:
+                wait_until(lambda: settled(counts(store, guard.session_id)), what="orders to settle")
+            if during is not None:
+                during(guard, day)
+        seen["bars"] = counts(store, guard.session_id)["bars"]
+
+    outcome, store = run_with_driver(sim, settings, request, advance_days, stop=stop)
     return DrivenSession(outcome, seen["bars"], store)
