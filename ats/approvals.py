@@ -9,7 +9,6 @@ gate the live runner and the go-live flow call.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,12 +16,10 @@ from sqlalchemy import Connection, func, select
 
 from ats import audit
 from ats.errors import ApprovalMissing, InputError, NothingToDo
+from ats.params import check_instrument_id
 from ats.store import Store, open_store, utcnow_iso
 from ats.store.models import approval_events
 from ats.strategies import get_strategy
-
-INSTRUMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/\-_]*\.[A-Za-z0-9][A-Za-z0-9_\-]*$")
-
 
 @dataclass(frozen=True)
 class Approval:
@@ -38,13 +35,6 @@ class Approval:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def check_instrument_id(instrument: str) -> str:
-    """``instrument`` if it has the form SYMBOL.VENUE, else :class:`InputError`."""
-    if not INSTRUMENT_RE.match(instrument or ""):
-        raise InputError(f"instrument id {instrument!r} is malformed: expected SYMBOL.VENUE, e.g. QQQ.NASDAQ")
-    return instrument
 
 
 def _latest(conn: Connection, strategy: str, instrument: str):  # noqa: ANN202

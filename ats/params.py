@@ -25,14 +25,19 @@ _BAR_SPEC_RE = re.compile(r"^[1-9]\d*-[A-Z_]+-[A-Z]+$")
 _RUNNER_FIELDS = frozenset({"instrument_id", "bar_type"})
 
 
+def check_instrument_id(text: str) -> str:
+    """``text`` stripped if it has the form SYMBOL.VENUE, else :class:`InputError` (no Nautilus import)."""
+    value = (text or "").strip() if isinstance(text, str) else str(text)
+    if not _INSTRUMENT_RE.match(value):
+        raise InputError(f"instrument id {text!r} is malformed: expected SYMBOL.VENUE, e.g. QQQ.NASDAQ")
+    return value
+
+
 def parse_instrument_id(text: str):
     """``"QQQ.NASDAQ"`` → Nautilus ``InstrumentId``; a malformed id is an :class:`InputError`."""
     from nautilus_trader.model.identifiers import InstrumentId
 
-    value = (text or "").strip() if isinstance(text, str) else str(text)
-    if not _INSTRUMENT_RE.match(value):
-        raise InputError(f"instrument id {text!r} is malformed: expected SYMBOL.VENUE, e.g. QQQ.NASDAQ")
-    return InstrumentId.from_str(value)
+    return InstrumentId.from_str(check_instrument_id(text))
 
 
 def parse_bar_type(instrument_id, bar_spec: str = DEFAULT_BAR_SPEC):

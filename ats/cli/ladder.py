@@ -75,7 +75,7 @@ def paper_cmd(
 ) -> None:
     """Paper rung: judge the recorded paper sessions (days, trades, no errors, parity). Exit 0 PASS, 1 FAIL."""
     from ats import ladder
-    from ats.approvals import check_instrument_id
+    from ats.params import check_instrument_id
     from ats.errors import AtsError
     from ats.store import open_store
     from ats.strategies import get_strategy
@@ -107,7 +107,7 @@ def status_cmd(
 ) -> None:
     """Each rung (backtest, paper, live approval): PASS / FAIL / NOT RUN, when and why."""
     from ats import ladder
-    from ats.approvals import check_instrument_id
+    from ats.params import check_instrument_id
     from ats.errors import AtsError
     from ats.store import open_store
 

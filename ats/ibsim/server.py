@@ -701,13 +701,18 @@ class SimGateway:
             con_id=c["con_id"], symbol=c["symbol"], local_symbol=c["local_symbol"], currency=c["currency"],
             primary_exchange=c["primary_exchange"], sec_type=c["sec_type"])
 
-    def _on_contract_details(self, session: _Session, f: wire.Fields) -> None:
-        f.skip()
-        req_id = f.int()
-        contract = self._contract_fields(f)
+    def _find_or_reject(self, session: _Session, req_id: int, contract: dict[str, Any]) -> Instrument | None:
+        """The instrument the request names, or None after answering error 200 as IB does."""
         instrument = self._find(contract)
         if instrument is None:
             session.send(wire.error(req_id, 200, "No security definition has been found for the request", _millis()))
+        return instrument
+
+    def _on_contract_details(self, session: _Session, f: wire.Fields) -> None:
+        f.skip()
+        req_id = f.int()
+        instrument = self._find_or_reject(session, req_id, self._contract_fields(f))
+        if instrument is None:
             return
         session.send(wire.contract_data(req_id, instrument.contract))
         session.send(wire.contract_data_end(req_id))
@@ -759,9 +764,8 @@ class SimGateway:
         f.str()  # whatToShow
         f.skip()  # formatDate
         keep = f.bool()
-        instrument = self._find(contract)
+        instrument = self._find_or_reject(session, req_id, contract)
         if instrument is None:
-            session.send(wire.error(req_id, 200, "No security definition has been found for the request", _millis()))
             return
         if bar_size.strip().lower() not in ("1 day", "1 days"):
             session.send(wire.error(
@@ -796,10 +800,8 @@ class SimGateway:
     def _on_realtime_bars(self, session: _Session, f: wire.Fields) -> None:
         f.skip()
         req_id = f.int()
-        contract = self._contract_fields(f)
-        instrument = self._find(contract)
+        instrument = self._find_or_reject(session, req_id, self._contract_fields(f))
         if instrument is None:
-            session.send(wire.error(req_id, 200, "No security definition has been found for the request", _millis()))
             return
         session.rtb_subs[req_id] = (instrument, 0)
 
@@ -815,9 +817,8 @@ class SimGateway:
             f.skip(3)
         f.str()  # genericTickList
         snapshot = f.bool()
-        instrument = self._find(contract)
+        instrument = self._find_or_reject(session, req_id, contract)
         if instrument is None:
-            session.send(wire.error(req_id, 200, "No security definition has been found for the request", _millis()))
             return
         last = self.last_price(instrument)
         size = "100"

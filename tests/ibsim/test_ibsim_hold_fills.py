@@ -6,28 +6,12 @@ runner in between); the simulator otherwise fills market orders at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
 from ats.ibsim import SimGateway
-from ibsim_support import IBApp, nautilus_qqq, order
+from ibsim_support import nautilus_qqq, order
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def ib_app() -> Callable[..., IBApp]:
-    apps: list[IBApp] = []
-
-    def connect(port: int, client_id: int = 1) -> IBApp:
-        app = IBApp().start(port, client_id)
-        apps.append(app)
-        return app
-
-    yield connect
-    for app in apps:
-        app.close()
 
 
 def test_held_market_order_stays_submitted_until_released(sim_gateway: SimGateway, ib_app) -> None:
