@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ats import audit
+from ats.governance import audit
 from ats.store import open_store
 
 

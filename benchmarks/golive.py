@@ -27,21 +27,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
+import functools
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from ats.prefect_server import LocalPrefectServer
+from ats.core.localhost import free_port, wait_until
+from ats.core.prefect_server import LocalPrefectServer
 
 REPO = Path(__file__).resolve().parents[1]
 LIVE_ACCOUNT = "U1234567"
@@ -52,19 +53,7 @@ PARAMS = {"quantities": [1], "limit_price": 100.0}  # a resting limit order, wel
 
 # ------------------------------------------------------------------------------------ helpers
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_until(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "condition",
-                interval: float = 0.005) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+_wait_until = functools.partial(wait_until, interval=0.005)  # poll fast: the waits are measured
 
 
 def _epoch(value) -> float:  # noqa: ANN001
@@ -74,8 +63,8 @@ def _epoch(value) -> float:  # noqa: ANN001
     return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
 
 
-def _until(minutes: float = 30) -> str:
-    return (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=minutes)).isoformat(timespec="seconds")
+# The sessions here run until the benchmark cancels or kills them; this only bounds a stuck one.
+SESSION_FOR_S = 30 * 60
 
 
 def _base_env() -> dict[str, str]:
@@ -84,14 +73,15 @@ def _base_env() -> dict[str, str]:
 
 
 def _satisfy_gates(store) -> None:  # noqa: ANN001
-    """A passing paper verdict on the current code and a go-live approval for the sleeve."""
-    from ats import approvals, ladder
+    """A passing paper verdict on the current code and a go-live approval for the sleeve and its PARAMS."""
+    from ats.governance import approvals
+    from ats.research import ladder
     from ats.strategies import get_strategy
 
     ladder.record_verdict("paper", STRATEGY, INSTRUMENT, passed=True, reasons=["benchmark setup"], metrics={},
-                          params={}, data_start=None, data_end=None,
+                          params=dict(PARAMS), data_start=None, data_end=None,
                           fingerprint=get_strategy(STRATEGY).fingerprint(), actor="bench", store=store)
-    approvals.approve_live(STRATEGY, INSTRUMENT, "benchmark", "bench", store=store)
+    approvals.approve_live(STRATEGY, INSTRUMENT, "benchmark", "bench", params=dict(PARAMS), store=store)
 
 
 def _stop_process(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 60) -> None:
@@ -102,15 +92,13 @@ def _stop_process(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: flo
         except (subprocess.TimeoutExpired, ProcessLookupError):
             pass
     if proc.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait()
 
 
 class PrefectServer(LocalPrefectServer):
-    """The local Prefect server of ``ats.prefect_server`` with a fast scheduler loop."""
+    """The local Prefect server of ``ats.core.prefect_server`` with a fast scheduler loop."""
 
     def __init__(self, home: Path) -> None:
         super().__init__(home, scheduler_loop_s=5)
@@ -127,22 +115,23 @@ def bench_inprocess(runs: int, tmp: Path, server: PrefectServer) -> list[dict[st
     data_dir = tmp / "inprocess-data"
     env = {"ATS_DATA_DIR": str(data_dir), "ATS_ENABLE_LIVE_TRADING": "true",
            "ATS_IB_LIVE_ACCOUNT_ID": LIVE_ACCOUNT, "ATS_IB_PAPER_ACCOUNT_ID": PAPER_ACCOUNT,
-           "ATS_IB_PAPER_PORT": str(_free_port()), "ATS_IB_LIVE_PORT": str(_free_port()),
-           "ATS_GATEWAY_CONTROLLER": "sim", "ATS_GATEWAY_START_TIMEOUT_SECONDS": "20"}
+           "ATS_IB_PAPER_PORT": str(free_port()), "ATS_IB_LIVE_PORT": str(free_port()),
+           "ATS_GATEWAY_CONTROLLER": "sim", "ATS_GATEWAY_START_TIMEOUT_SECONDS": "20",
+           "ATS_AUDIT_KEY_FILE": str(tmp / "audit-config" / "audit.key")}
     for key in [k for k in os.environ if k.upper().startswith("ATS_")]:
         del os.environ[key]
     os.environ.update(env)
 
+    import nautilus_trader.adapters.interactive_brokers.factories  # noqa: F401 - the node's imports, warm
+    import nautilus_trader.live.node  # noqa: F401
     from prefect.client.orchestration import get_client
     from sqlalchemy import select
 
     import flows.go_live  # noqa: F401 - imported before timing (flow, tasks, prefect)
-    import nautilus_trader.adapters.interactive_brokers.factories  # noqa: F401 - the node's imports, warm
-    import nautilus_trader.live.node  # noqa: F401
-    from ats import audit, killswitch
+    from ats.core.settings import get_settings
     from ats.gateway.controllers import SimController, use_controller
-    from ats.sessions import get_session
-    from ats.settings import get_settings
+    from ats.governance import audit, killswitch
+    from ats.governance.sessions import get_session
     from ats.store import open_store
     from ats.store.models import session_snapshots
     from flows.go_live import go_live
@@ -201,7 +190,7 @@ def bench_inprocess(runs: int, tmp: Path, server: PrefectServer) -> list[dict[st
             watcher.start()
             marks["call"] = time.time()
             state = go_live(strategy=STRATEGY, instrument=INSTRUMENT, params=dict(PARAMS),
-                            i_understand=LIVE_ACCOUNT, until=_until(), return_state=True)
+                            i_understand=LIVE_ACCOUNT, for_seconds=SESSION_FOR_S, return_state=True)
             marks["returned"] = time.time()
             done.set()
             watcher.join(timeout=30)
@@ -270,18 +259,19 @@ def bench_served(runs: int, tmp: Path, server: PrefectServer) -> tuple[list[dict
     from prefect.client.orchestration import get_client
     from prefect.states import Cancelling
 
-    from ats import audit
+    from ats.governance import audit
+    from ats.governance.sessions import list_sessions
     from ats.ibsim import SimGateway
-    from ats.sessions import list_sessions
     from ats.store import open_store
 
     data_dir = tmp / "served-data"
     data_dir.mkdir()
-    live_port = _free_port()
+    live_port = free_port()
     env = {**_base_env(), **server.env(), "ATS_DATA_DIR": str(data_dir), "ATS_ENABLE_LIVE_TRADING": "true",
-           "ATS_IB_LIVE_ACCOUNT_ID": LIVE_ACCOUNT, "ATS_IB_PAPER_PORT": str(_free_port()),
+           "ATS_IB_LIVE_ACCOUNT_ID": LIVE_ACCOUNT, "ATS_IB_PAPER_PORT": str(free_port()),
            "ATS_IB_LIVE_PORT": str(live_port), "ATS_GATEWAY_CONTROLLER": "external",
-           "ATS_GATEWAY_START_TIMEOUT_SECONDS": "20", "ATS_HEALTH_INTERVAL_SECONDS": "3600"}
+           "ATS_GATEWAY_START_TIMEOUT_SECONDS": "20", "ATS_HEALTH_INTERVAL_SECONDS": "3600",
+           "ATS_AUDIT_KEY_FILE": str(tmp / "audit-config" / "audit.key")}  # the key the parent seeds with
     store = open_store(f"sqlite:///{data_dir / 'ats.sqlite3'}")
     _satisfy_gates(store)
     log = open(data_dir / "serve.log", "w")  # noqa: SIM115 - closed below
@@ -309,29 +299,30 @@ def bench_served(runs: int, tmp: Path, server: PrefectServer) -> tuple[list[dict
                               start="2024-06-03").start()
             try:
                 params = {"strategy": STRATEGY, "instrument": INSTRUMENT, "params": dict(PARAMS),
-                          "i_understand": LIVE_ACCOUNT, "until": _until()}
+                          "i_understand": LIVE_ACCOUNT, "for_seconds": SESSION_FOR_S}
 
-                async def create():  # noqa: ANN202
+                async def create(params=params):  # noqa: ANN001, ANN202
                     async with get_client() as client:
                         return await client.create_flow_run_from_deployment(deployment, parameters=params)
 
                 created = time.time()
                 run = asyncio.run(create())
-                _wait_until(lambda: live.bar_subscriptions >= 1, timeout=SERVE_TIMEOUT_S,
+                _wait_until(lambda live=live: live.bar_subscriptions >= 1, timeout=SERVE_TIMEOUT_S,
                             what="the served live node's bar subscription", interval=0.01)
                 running = time.time()
                 live.advance(1)
-                _wait_until(lambda: [r["kind"] for r in live.ledger] == ["place"], what="the resting order at the broker")
+                _wait_until(lambda live=live: [r["kind"] for r in live.ledger] == ["place"],
+                            what="the resting order at the broker")
                 time.sleep(0.5)  # let the node see the order accepted (open) before the cancel
 
-                async def cancel() -> None:
+                async def cancel(run=run) -> None:  # noqa: ANN001
                     async with get_client() as client:
                         await client.set_flow_run_state(run.id, Cancelling(), force=True)
 
                 cancel_at = time.time()
                 asyncio.run(cancel())
 
-                def session():  # noqa: ANN202
+                def session(run=run):  # noqa: ANN001, ANN202
                     found = [s for s in list_sessions("live", store=store) if s.flow_run_id == str(run.id)]
                     return found[0] if found else None
 
@@ -339,7 +330,7 @@ def bench_served(runs: int, tmp: Path, server: PrefectServer) -> tuple[list[dict
                             what="the served session to end", interval=0.01)
                 ended = session()
 
-                async def final_state():  # noqa: ANN202
+                async def final_state(run=run):  # noqa: ANN001, ANN202
                     async with get_client() as client:
                         for _ in range(1200):
                             current = await client.read_flow_run(run.id)

@@ -1,7 +1,9 @@
 """Benchmark the IB Gateway simulator.
 
 1. Orders per second round-tripped placeOrder → execDetails through the stock ``ibapi`` EClient:
-   sequential (send one, wait for its execDetails) and pipelined (send all, wait for all).
+   sequential (send one, wait for its execDetails) and pipelined (send all, wait for all), at
+   server version 200 (the last text-only one) and at the default (223: binary ids, protobuf
+   orders, executions and errors), with the ratio default/200.
 2. Connect-to-ready time of a real Nautilus TradingNode (IB data + exec clients, reconciliation
    on) in a subprocess: process start → strategy ``on_start``, and ``node.build()`` → ``on_start``.
 
@@ -26,7 +28,7 @@ from ibapi.contract import Contract
 from ibapi.order import Order
 from ibapi.wrapper import EWrapper
 
-from ats.ibsim import SimGateway
+from ats.ibsim import SimGateway, versions
 
 REPO = Path(__file__).resolve().parents[1]
 NODE_SCRIPT = REPO / "tests" / "ibsim" / "ibsim_node_script.py"
@@ -65,8 +67,8 @@ def _mkt(action: str) -> Order:
     return o
 
 
-def bench_orders(n: int) -> dict[str, float]:
-    sim = SimGateway(start="2024-06-03", cash=10_000_000).start()
+def bench_orders(n: int, server_version: int) -> dict[str, float]:
+    sim = SimGateway(start="2024-06-03", cash=10_000_000, server_version=server_version).start()
     wrapper = _Wrapper()
     client = EClient(wrapper)
     client.connect("127.0.0.1", sim.port, 1)
@@ -95,6 +97,7 @@ def bench_orders(n: int) -> dict[str, float]:
             assert wrapper.cond.wait_for(lambda: wrapper.fills >= base + n, 60)
         pipelined = time.perf_counter() - t0
         assert len(sim.ledger) == 2 * n
+        assert sim.negotiated_versions == [server_version]
     finally:
         client.disconnect()
         thread.join(timeout=10)
@@ -142,11 +145,16 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=500)
     parser.add_argument("--nodes", type=int, default=3)
     args = parser.parse_args()
-    orders = bench_orders(args.orders)
-    print(f"orders (stock EClient, MKT 1 share, {orders['orders']} each way):")
-    print(f"  sequential place→execDetails: {orders['sequential_orders_per_s']:.0f} orders/s "
-          f"({orders['sequential_ms_per_order']:.2f} ms per round trip)")
-    print(f"  pipelined:                    {orders['pipelined_orders_per_s']:.0f} orders/s")
+    by_version = {v: bench_orders(args.orders, v) for v in (200, versions.DEFAULT_VERSION)}
+    for version, orders in by_version.items():
+        print(f"orders at server version {version} (stock EClient, MKT 1 share, {orders['orders']} each way):")
+        print(f"  sequential place→execDetails: {orders['sequential_orders_per_s']:.0f} orders/s "
+              f"({orders['sequential_ms_per_order']:.2f} ms per round trip)")
+        print(f"  pipelined:                    {orders['pipelined_orders_per_s']:.0f} orders/s")
+    text, proto = by_version[200], by_version[versions.DEFAULT_VERSION]
+    print(f"ratio {versions.DEFAULT_VERSION}/200: sequential "
+          f"{proto['sequential_orders_per_s'] / text['sequential_orders_per_s']:.2f}, pipelined "
+          f"{proto['pipelined_orders_per_s'] / text['pipelined_orders_per_s']:.2f}")
     node = bench_node(args.nodes)
     print(f"Nautilus TradingNode connect-to-ready (median of {node['runs']} runs):")
     print(f"  process start → on_start: {node['process_start_to_ready_s']:.2f} s")

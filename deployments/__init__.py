@@ -1,4 +1,5 @@
 """What ``ats serve`` (or ``python -m deployments``) serves: the flows with their schedules.
+``ats deploy --pool NAME`` registers the same ones to a work pool (:mod:`deployments.work_pool`).
 
 * ``paper-session`` — weekdays at 09:25 America/New_York on exchange days only: an RRULE with an
   EXDATE for every NYSE holiday of the next two years, from the ``exchange_calendars`` package
@@ -8,13 +9,25 @@
   Live tab); tagged ``real-money``; one run at a time (a second run is cancelled at once, not
   queued); unscheduled: started from the Prefect UI, confirmed in its pause form.
 * ``research-ladder`` — nightly at 02:00 America/New_York.
-* ``gateway-health`` — every ``ATS_HEALTH_INTERVAL_SECONDS`` (30 s).
+* ``gateway-health`` — one long-running watch run a day (00:00 America/New_York, and one at once
+  when ``serve`` starts) probing every ``ATS_HEALTH_INTERVAL_SECONDS`` (3 s); a store lease keeps
+  two runs from both probing (see ``flows.gateway_health``).
+* ``kill-switch`` — unscheduled: the kill switch from the UI (mode or session, reason; or clear),
+  exactly like ``ats kill`` and audited with the operator's name typed in the run form
+  (``flows.kill_switch``).
+* ``audit-anchor`` — hourly: the audit log's head published outside the database (apprise and
+  the anchor file), see ``flows.audit_anchor``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
+
+    from ats.core.settings import Settings
 
 NEW_YORK = "America/New_York"
 PAPER_SESSION_TIME = dt.time(9, 25)
@@ -43,17 +56,20 @@ def paper_session_rrule(today: dt.date | None = None) -> str:
     return "\n".join(lines)
 
 
-def build_deployments(settings: Any = None, today: dt.date | None = None) -> list:
+def build_deployments(settings: Settings | None = None, today: dt.date | None = None) -> list[RunnerDeployment]:
     """The RunnerDeployments to serve with these settings."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.schedules import Cron, RRule
 
+    from flows.audit_anchor import DEPLOYMENT_NAME as AUDIT_ANCHOR
+    from flows.audit_anchor import SCHEDULE_CRON, audit_anchor
     from flows.gateway_health import to_deployment as gateway_health_deployment
+    from flows.kill_switch import to_deployment as kill_switch_deployment
     from flows.paper_session import paper_session
     from flows.research_ladder import research_ladder
 
     if settings is None:
-        from ats.settings import get_settings
+        from ats.core.settings import get_settings
 
         settings = get_settings()
     one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
@@ -67,6 +83,11 @@ def build_deployments(settings: Any = None, today: dt.date | None = None) -> lis
             concurrency_limit=one_at_a_time, tags=["research"],
             description="Nightly backtest rung and paper-rung judgement."),
         gateway_health_deployment(),
+        kill_switch_deployment(),
+        audit_anchor.to_deployment(
+            name=AUDIT_ANCHOR, schedules=[Cron(SCHEDULE_CRON, timezone=NEW_YORK)],
+            concurrency_limit=one_at_a_time, tags=["audit"],
+            description="Publish the audit log's head outside the database (apprise, anchor file)."),
     ]
     if settings.enable_live_trading:
         from flows.go_live import go_live
@@ -74,11 +95,20 @@ def build_deployments(settings: Any = None, today: dt.date | None = None) -> lis
         deployments.append(go_live.to_deployment(
             name="go-live", tags=["real-money"], concurrency_limit=one_at_a_time,
             description="Live tab — REAL MONEY: every gate, gateway swap, typed confirmation, the node."))
-    return deployments
+    # to_deployment is typed "or a coroutine" (async_dispatch); called here, outside an event loop, it returns the deployment.
+    return cast("list[RunnerDeployment]", deployments)
 
 
-def serve_all(settings: Any = None) -> None:
-    """Serve every deployment until interrupted (SIGINT waits for running runs: cancel them first)."""
+def serve_all(settings: Settings | None = None) -> None:
+    """Serve every deployment until interrupted (SIGINT waits for running runs: cancel them first).
+
+    A gateway-health watch run is started at once (:func:`flows.gateway_health.resume_watch`),
+    so the watch resumes after a restart instead of at the next midnight."""
+    import threading
+
     from prefect import serve
 
+    from flows.gateway_health import resume_watch
+
+    threading.Thread(target=resume_watch, name="resume-gateway-watch", daemon=True).start()
     serve(*build_deployments(settings))

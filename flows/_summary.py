@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-REAL_MONEY_BANNER = "# ⚠️ REAL MONEY — live trading session\n"
+from ats.trading.run_link import REAL_MONEY_BANNER
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import State
 
 
 def gate_summary_markdown(summary: dict[str, Any]) -> str:
@@ -37,15 +40,26 @@ def session_markdown(summary: dict[str, Any], outcome: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def publish_outcome(mode: str, summary: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
-    """Attach the session summary as a markdown artifact; an errored session fails the run."""
-    from prefect.artifacts import create_markdown_artifact
+def publish_outcome(mode: str, summary: dict[str, Any], outcome: dict[str, Any]) -> State | dict[str, Any]:
+    """Attach the session summary as a markdown artifact and end the run as the session ended.
 
-    from ats.errors import SessionError
+    An errored session fails the run.  A run of a deployment (started from the UI, a schedule,
+    the API) ends Cancelled when its session was killed — whether by the kill switch, a cancel,
+    or a Suspend/Failed/Crashed set on the running run — and Completed when it stopped, so the
+    run page never shows Suspended or Running after the session.  A flow called in-process (the
+    demo, a script) returns the outcome dict, as a function does."""
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.runtime import deployment
+
+    from ats.core.errors import SessionError
+    from ats.trading.run_link import final_state
 
     description = "REAL MONEY live session summary" if mode == "live" else "paper session summary"
     create_markdown_artifact(key=f"{'go-live' if mode == 'live' else 'paper'}-session",
                              markdown=session_markdown(summary, outcome), description=description)
+    message = f"{mode} session {outcome['session_id']} {outcome['status']}: {outcome['reason']}"
     if outcome["status"] == "error":
         raise SessionError(f"{mode} session {outcome['session_id']} ended in error: {outcome['reason']}")
+    if deployment.id:
+        return final_state(outcome, message)  # (a run no longer Running was ended by the node task)
     return outcome

@@ -1,8 +1,11 @@
 """The ``go-live`` flow: every gate, the gateway swap, the typed confirmation, then the node.
 
-paper rung → approval → (no paper session) → gateway swap (paper down, live up) → one gateway →
-typed confirmation of the live ``U…`` account id → the trading node (long-running, on this
-flow's main thread).  A failed gate fails the run with the gate's message and its audit row.
+The live gate sequence of :mod:`ats.trading.gates` (``LIVE_GATES``), one task run per gate:
+edition → account → kill switch → paper rung → approval → no paper session → gateway swap
+(paper down, live up) → one gateway → paper evidence fits the live gateway (a real one needs a
+rung earned on a real gateway) → typed confirmation of the live ``U…`` account id; then the
+trading node (long-running, on this flow's main thread).  A failed gate fails the run with the
+gate's message and its audit row.
 
 Confirmation: with ``i_understand`` it is checked like ``--i-understand``; without it the run
 pauses with a form in the Prefect UI showing the session summary; the operator types the live
@@ -20,19 +23,9 @@ from prefect import flow, get_run_logger
 from prefect.input import RunInput
 from pydantic import Field
 
+from ats.trading.gates import GateResults
 from flows._summary import gate_summary_markdown, publish_outcome
-from tasks.gates import (
-    check_account,
-    check_approval,
-    check_edition,
-    check_kill_switch,
-    check_no_other_session,
-    check_one_gateway,
-    check_paper_rung,
-    confirm_live_account,
-    gates_for,
-    parse_sleeves,
-)
+from tasks.gates import confirm_live_account, gates_for, parse_sleeves, run_gates
 from tasks.gateway import swap_gateway
 from tasks.node import run_trading_node
 
@@ -43,7 +36,8 @@ class LiveConfirmation(RunInput):
     """The Prefect UI form of the typed confirmation."""
 
     account_id: str = Field(description="Type the live IB account id (U…) to trade REAL MONEY on it.")
-    operator: str = Field(description="Your name; recorded in the audit log with the answer.")
+    operator: str = Field(min_length=1, max_length=200,
+                          description="Your name; recorded in the audit log with the answer (at most 200 characters).")
 
 
 def confirm_in_ui(sleeves: list[dict[str, Any]], account: str, summary_md: str, operator: str,
@@ -52,7 +46,7 @@ def confirm_in_ui(sleeves: list[dict[str, Any]], account: str, summary_md: str, 
     from prefect.exceptions import FlowPauseTimeout
     from prefect.flow_runs import pause_flow_run
 
-    from ats.errors import GateRefused
+    from ats.core.errors import GateRefused
 
     gates = gates_for("live", sleeves)
     for attempt in range(1, MAX_CONFIRM_ATTEMPTS + 1):
@@ -74,33 +68,35 @@ def confirm_in_ui(sleeves: list[dict[str, Any]], account: str, summary_md: str, 
 def go_live(strategy: str | None = None, instrument: str | None = None, bar_spec: str = "1-DAY-LAST",
             params: dict[str, Any] | None = None, sleeves: list[dict[str, Any]] | None = None,
             i_understand: str | None = None, until: str | None = None,
-            confirm_timeout_s: int = 600) -> dict[str, Any]:
-    """Go live (REAL MONEY) with one sleeve or a book of sleeves, behind every gate."""
+            confirm_timeout_s: int = 600, for_seconds: float | None = None) -> dict[str, Any]:
+    """Go live (REAL MONEY) with one sleeve or a book of sleeves, behind every gate.
+
+    ``for_seconds`` runs the session that long from the moment its node is running (instead of
+    ``until``); the time spent on the gates, the swap and the confirmation does not count."""
     from prefect.runtime import flow_run
 
-    from ats.runner import summary_for
-    from ats.settings import get_settings
-
-    from ats.runner import resolve_stop_time
+    from ats.core.settings import get_settings
+    from ats.trading.stop_time import check_stop_request
+    from ats.trading.summary import summary_for
 
     logger = get_run_logger()
     settings = get_settings()
-    resolve_stop_time(until)  # a past or missing stop time fails the run before any gate
+    # A past --until (or both --until and --for) fails the run before any gate; the default
+    # stop (the market close) is resolved when the session starts, after the gates.
+    check_stop_request(until, for_seconds)
     book = parse_sleeves(strategy, instrument, bar_spec, params, sleeves)
-    check_edition(book)
-    account = check_account("live", book)
-    check_kill_switch("live", book)
-    check_paper_rung(book)
-    approvals = check_approval(book)
-    check_no_other_session("live", book)
-    swap_gateway("live")
-    check_one_gateway(book)
-    summary = summary_for("live", settings, book, account, approvals, until)
-    summary_md = gate_summary_markdown(summary)
-    if i_understand is not None:
-        confirm_live_account(book, account, i_understand)
-    else:
-        logger.warning("waiting for the typed confirmation of the live account id in the Prefect UI")
-        confirm_in_ui(book, account, summary_md, settings.operator, confirm_timeout_s)
-    outcome = run_trading_node("live", book, account, until, str(flow_run.id) if flow_run.id else None)
+
+    def confirm(found: GateResults) -> None:
+        summary.update(summary_for("live", settings, book, found.account, found.approvals, until, for_seconds))
+        if i_understand is not None:
+            confirm_live_account(book, found.account, i_understand)
+        else:
+            logger.warning("waiting for the typed confirmation of the live account id in the Prefect UI")
+            confirm_in_ui(book, found.account, gate_summary_markdown(summary), settings.operator,
+                          confirm_timeout_s)
+
+    summary: dict[str, Any] = {}
+    account = run_gates("live", book, swap=lambda: swap_gateway("live"), confirm=confirm).account
+    outcome = run_trading_node("live", book, account, until, str(flow_run.id) if flow_run.id else None,
+                               for_seconds)
     return publish_outcome("live", summary, outcome)

@@ -1,6 +1,7 @@
 """The ``paper-session`` flow: the go-live shape for paper (no approval, no confirmation).
 
-account guard (``DU…``) → kill switch → gateway swap (live down, paper up) → the trading node
+The paper gate sequence of :mod:`ats.trading.gates`: account (``DU…``) → kill switch → no live
+session → gateway swap (live down, paper up); then the trading node
 until the stop time (default: today's close from the exchange calendar, early closes included).
 Scheduled weekdays at 09:25 America/New_York on exchange days by the deployments module.
 """
@@ -12,7 +13,7 @@ from typing import Any
 from prefect import flow
 
 from flows._summary import publish_outcome
-from tasks.gates import check_account, check_kill_switch, check_no_other_session, parse_sleeves
+from tasks.gates import parse_sleeves, run_gates
 from tasks.gateway import swap_gateway
 from tasks.node import run_trading_node
 
@@ -21,24 +22,28 @@ from tasks.node import run_trading_node
 def paper_session(strategy: str | None = "ibs_reversion", instrument: str | None = "QQQ.NASDAQ",
                   bar_spec: str = "1-DAY-LAST", params: dict[str, Any] | None = None,
                   sleeves: list[dict[str, Any]] | None = None, until: str | None = None,
-                  swap: bool = True) -> dict[str, Any]:
-    """One paper session; ``swap=False`` keeps whatever paper gateway is up as it is."""
+                  swap: bool = True, for_seconds: float | None = None) -> dict[str, Any]:
+    """One paper session; ``swap=False`` keeps whatever paper gateway is up as it is.
+
+    ``for_seconds`` runs the session that long from the moment its node is running (instead of
+    ``until``): a slow start never shortens it."""
     from prefect.runtime import flow_run
 
-    from ats.runner import market_close_today, summary_for
-    from ats.settings import get_settings
+    from ats.core.settings import get_settings
+    from ats.trading.stop_time import check_stop_request, market_close_today
+    from ats.trading.summary import summary_for
 
     settings = get_settings()
-    if until is None and market_close_today() is None:
+    if until or for_seconds is not None:
+        check_stop_request(until, for_seconds)  # a past --until, or both, fail before any gate
+    if until is None and for_seconds is None and market_close_today() is None:
         print("the exchange is closed today: no paper session")
         return {"status": "skipped", "reason": "exchange closed today"}
     book = parse_sleeves(strategy if not sleeves else None, instrument if not sleeves else None,
                          bar_spec, params, sleeves)
-    account = check_account("paper", book)
-    check_kill_switch("paper", book)
-    check_no_other_session("paper", book)
-    if swap:
-        swap_gateway("paper")
-    summary = summary_for("paper", settings, book, account, [], until)
-    outcome = run_trading_node("paper", book, account, until, str(flow_run.id) if flow_run.id else None)
+    # The paper gate sequence of ats.trading.gates (PAPER_GATES), a task run per gate, then the swap.
+    account = run_gates("paper", book, swap=lambda: swap_gateway("paper") if swap else None).account
+    summary = summary_for("paper", settings, book, account, [], until, for_seconds)
+    outcome = run_trading_node("paper", book, account, until, str(flow_run.id) if flow_run.id else None,
+                               for_seconds)
     return publish_outcome("paper", summary, outcome)

@@ -1,21 +1,26 @@
-"""Prefect tasks for the gates: each calls one ``ats.guards.Gates`` method, so the CLI runners and
-the flows run exactly the same checks (and audit the same refusals).  Never cached: a retried
-run checks every gate again."""
+"""Prefect tasks for the gates: the flows walk ``ats.trading.gates``' one sequence step by step
+(:func:`run_gates`, a ``check-<gate>`` task run per gate), the CLI runners in one call, so both
+run exactly the same checks in the same order (and audit the same refusals).  Never cached: a
+retried run checks every gate again."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from ats.guards import Gates
+from ats.core.settings import Mode
+from ats.gateway.identity import GatewayIdentity
+from ats.governance.approvals import Approval
+from ats.trading.gates import GateResults, Gates
 
 
-def gates_for(mode: str, sleeves: list[dict[str, Any]]) -> Gates:
+def gates_for(mode: Mode, sleeves: list[dict[str, Any]]) -> Gates:
     """The Gates of ``mode`` for ``sleeves`` with this process's settings and store."""
-    from ats.settings import get_settings
-    from ats.sleeves import Sleeve
+    from ats.core.settings import get_settings
+    from ats.core.sleeves import Sleeve
     from ats.store import open_store
 
     settings = get_settings()
@@ -28,8 +33,8 @@ def parse_sleeves(strategy: str | None, instrument: str | None, bar_spec: str, p
     """Validate the sleeve(s) against their strategies' configs (bad input fails the run)."""
     import json
 
-    from ats.errors import InputError
-    from ats.sleeves import parse_sleeves_json, sleeve_from_args
+    from ats.core.errors import InputError
+    from ats.core.sleeves import parse_sleeves_json, sleeve_from_args
 
     if sleeves:
         if strategy or instrument:
@@ -38,49 +43,26 @@ def parse_sleeves(strategy: str | None, instrument: str | None, bar_spec: str, p
     return [sleeve_from_args(strategy, instrument, bar_spec, json.dumps(params or {})).as_dict()]
 
 
-@task(name="check-edition", retries=0, cache_policy=NO_CACHE)
-def check_edition(sleeves: list[dict[str, Any]]) -> None:
-    """Live trading must be enabled (ATS_ENABLE_LIVE_TRADING=true)."""
-    gates_for("live", sleeves).edition()
+@task(name="check-gate", retries=0, cache_policy=NO_CACHE)
+def check_gate(mode: Mode, step: str, sleeves: list[dict[str, Any]]) -> Any:  # noqa: ANN401 - the gate's finding
+    """One gate of the sequence (``ats.trading.gates``), in plain data: the account id for
+    ``account``, the approvals for ``approval``, the live gateway's identity for
+    ``paper-evidence``, nothing for the others.  The flows name each run ``check-<gate>``."""
+    found = gates_for(mode, sleeves).check(step)
+    if isinstance(found, list):
+        return [approval.as_dict() for approval in found if isinstance(approval, Approval)]
+    if isinstance(found, GatewayIdentity):
+        return found.as_dict()
+    return found
 
 
-@task(name="check-account", retries=0, cache_policy=NO_CACHE)
-def check_account(mode: str, sleeves: list[dict[str, Any]]) -> str:
-    """The mode's account id is set and of the mode's form (paper DU…, live U…)."""
-    return gates_for(mode, sleeves).account()
+def run_gates(mode: Mode, sleeves: list[dict[str, Any]], *, swap: Callable[[], object],
+              confirm: Callable[[GateResults], None] | None = None) -> GateResults:
+    """The mode's gate sequence step by step, one ``check-<gate>`` task run per gate."""
+    def check(step: str) -> object:
+        return check_gate.with_options(name=f"check-{step}")(mode, step, sleeves)
 
-
-@task(name="check-kill-switch", retries=0, cache_policy=NO_CACHE)
-def check_kill_switch(mode: str, sleeves: list[dict[str, Any]]) -> None:
-    """The mode's kill switch is not latched."""
-    gates_for(mode, sleeves).kill_switch()
-
-
-@task(name="check-paper-rung", retries=0, cache_policy=NO_CACHE)
-def check_paper_rung(sleeves: list[dict[str, Any]]) -> None:
-    """Every sleeve's paper rung passed, on the current strategy code."""
-    gates_for("live", sleeves).paper_rung()
-
-
-@task(name="check-approval", retries=0, cache_policy=NO_CACHE)
-def check_approval(sleeves: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every sleeve has a current go-live approval (names every one lacking)."""
-    return [a.as_dict() for a in gates_for("live", sleeves).approvals()]
-
-
-@task(name="check-no-other-session", retries=0, cache_policy=NO_CACHE)
-def check_no_other_session(mode: str, sleeves: list[dict[str, Any]]) -> None:
-    """No session of the other mode is running (paper and live share the IB login)."""
-    gates_for(mode, sleeves).no_other_session()
-
-
-@task(name="check-one-gateway", retries=0, cache_policy=NO_CACHE)
-def check_one_gateway(sleeves: list[dict[str, Any]]) -> None:
-    """The live port is its own and the paper gateway does not answer."""
-    from ats.runner import _paper_gateway_answers
-
-    gates = gates_for("live", sleeves)
-    gates.one_gateway(_paper_gateway_answers(gates.settings))
+    return gates_for(mode, sleeves).run_sequence(swap=swap, confirm=confirm, check=check)
 
 
 @task(name="confirm-live-account", retries=0, cache_policy=NO_CACHE)

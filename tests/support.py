@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+from ats.core.localhost import free_port as free_port  # tests import both from here
+from ats.core.localhost import wait_until as wait_until
+
+_HELD_PORTS: list[socket.socket] = []
+
+
+def refused_port() -> int:
+    """A port on 127.0.0.1 that refuses connections for the rest of the test session.
+
+    Its socket stays bound (never listening), so the OS gives the port to nobody else: a
+    ``free_port()`` is only free until the next bind, and a simulator started on port 0 once got
+    the very port a test had picked as its closed paper gateway (CI: "ATS_IB_LIVE_PORT must differ
+    from ATS_IB_PAPER_PORT").  For a gateway that must stay down; never for one a test starts."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _HELD_PORTS.append(sock)
+    return int(sock.getsockname()[1])
 
 
 def run_ats(*args: str, env: dict[str, str] | None = None, input: str | None = None,
@@ -22,14 +42,45 @@ def run_ats(*args: str, env: dict[str, str] | None = None, input: str | None = N
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def later(hours: float = 2) -> str:
     """An ISO stop time well ahead (a session's ``--until``), whatever the time of day."""
     import datetime as dt
 
     return (dt.datetime.now(dt.UTC) + dt.timedelta(hours=hours)).isoformat(timespec="seconds")
+
+
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require_postgres() -> None:
+    """Skip the test when no PostgreSQL answers on 127.0.0.1:5432; in CI (CI=true) fail instead."""
+    import socket
+
+    import pytest
+
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return
+    except OSError:
+        pass
+    if IN_CI:
+        pytest.fail("PostgreSQL on 127.0.0.1:5432 does not answer (CI=true: required)")
+    pytest.skip("PostgreSQL on 127.0.0.1:5432 does not answer")
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str = "ats_test") -> Iterator[str]:
+    """A new PostgreSQL database on 127.0.0.1:5432 (its name), dropped on exit, connections or not."""
+    import uuid
+
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeGuard
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+if TYPE_CHECKING:
+    from ats.core.pins import ParamSet
+    from ats.core.settings import Mode, Settings
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -20,15 +24,25 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def print_json(data: Any) -> None:
+def print_json(data: object) -> None:
     """Print ``data`` as JSON on stdout (no colour, stable key order)."""
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def load_settings():
+def is_mode(value: str) -> TypeGuard[Mode]:
+    """``paper`` or ``live``: a value the settings know as a mode."""
+    return value in ("paper", "live")
+
+
+def describe_set(pinned: ParamSet | None) -> str:
+    """A pinned params/bar-spec set in words; a row recorded before pinning has none."""
+    return pinned.describe() if pinned is not None else "(before pinning)"
+
+
+def load_settings() -> Settings:
     """Load settings or fail with the one-line message naming the variable."""
-    from ats.errors import ConfigError
-    from ats.settings import get_settings
+    from ats.core.errors import ConfigError
+    from ats.core.settings import get_settings
 
     try:
         return get_settings()
@@ -42,7 +56,7 @@ def run_app(app: typer.Typer) -> None:
     AtsError → its exit code; a usage error (unknown option, missing option, bad value) → 2 with
     Typer's message on one line instead of its usage box; Ctrl-C → 130.
     """
-    from ats.errors import AtsError, NothingToDo
+    from ats.core.errors import AtsError, NothingToDo
 
     try:
         code = app(standalone_mode=False)

@@ -12,11 +12,11 @@ db_app = typer.Typer(help="The store (SQLite by default, PostgreSQL by ATS_DATAB
 @db_app.command("upgrade")
 def upgrade_cmd() -> None:
     """Apply every migration (also done automatically on first use)."""
-    from ats.store.engine import _safe_url, upgrade
+    from ats.store.engine import safe_url, upgrade
 
     url = load_settings().resolved_database_url
     head = upgrade(url)
-    console.print(f"store at {_safe_url(url)} is at revision {head}")
+    console.print(f"store at {safe_url(url)} is at revision {head}")
 
 
 def register(app: typer.Typer) -> None:

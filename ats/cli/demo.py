@@ -1,4 +1,4 @@
-"""``ats demo``: the whole go-live path on embedded defaults (see ``ats.demo``)."""
+"""``ats demo``: the whole go-live path on embedded defaults (see ``ats.cli.demo_steps``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ def demo_cmd(
     keep: bool = typer.Option(False, "--keep", help="Keep the demo's data directory for inspection."),
 ) -> None:
     """Backtest → paper → gated live on simulated IB gateways, in a few minutes; exit 1 if a step failed."""
-    from ats.demo import Demo
+    from ats.cli.demo_steps import Demo
 
     raise typer.Exit(Demo(fast=fast, keep=keep).run())
 

@@ -2,38 +2,32 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import typer
 
-from ats.cli._common import console, fail, load_settings, print_json
+from ats.cli._common import console, fail, is_mode, load_settings, print_json
+
+if TYPE_CHECKING:
+    from ats.gateway.probe import ProbeResult
 
 gateway_app = typer.Typer(help="The IB gateway: probe it, run a health check, show its health.",
                           no_args_is_help=True)
 
 
-class ModeChoice(str, Enum):
+class ModeChoice(StrEnum):
     paper = "paper"
     live = "live"
 
 
-class CheckModeChoice(str, Enum):
+class CheckModeChoice(StrEnum):
     auto = "auto"
     paper = "paper"
     live = "live"
 
 
-def _policy(settings):  # noqa: ANN001, ANN202
-    from ats.errors import ConfigError
-    from ats.gateway.health import HealthPolicy
-
-    try:
-        return HealthPolicy.from_settings(settings)
-    except ValueError as exc:  # pydantic ValidationError is a ValueError
-        raise ConfigError(f"ATS_HEALTH_*: {str(exc).splitlines()[0]}") from None
-
-
-def _probe_table(result) -> None:  # noqa: ANN001
+def _probe_table(result: ProbeResult) -> None:
     from rich.table import Table
 
     data = result.as_dict()
@@ -62,7 +56,7 @@ def probe_cmd(
     from ats.gateway.probe import probe_mode
 
     settings = load_settings()
-    policy = _policy(settings)
+    policy = settings.health
     result = probe_mode(mode.value, settings, timeout=timeout or policy.probe_timeout_seconds,
                         client_id=policy.probe_client_id)
     if json_out:
@@ -79,7 +73,7 @@ def check_cmd(
                                          help="paper, live, or auto: the gateway the last swap left up."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """One health check (what the gateway-health flow does): probe, update state, send due alerts.
+    """One health check (what the gateway-health watch does every few seconds): probe, update state, send due alerts.
 
     Exit 0 when the probe was healthy, 1 when it was not.
     """
@@ -87,9 +81,9 @@ def check_cmd(
     from ats.store import open_store
 
     settings = load_settings()
-    policy = _policy(settings)
+    policy = settings.health
     store = open_store(settings.resolved_database_url)
-    chosen = expected_mode(store=store) if mode is CheckModeChoice.auto else mode.value
+    chosen = mode.value if is_mode(mode.value) else expected_mode(store=store)  # auto: the expected gateway
     outcome = run_health_check(chosen, store=store, settings=settings, policy=policy)
     if json_out:
         print_json(outcome.as_dict())

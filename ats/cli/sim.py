@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from ats.cli._common import fail
 
-_HELP = (
+SIM_HELP = (
     "Run the simulated IB Gateway (TWS API, server version 200) in the foreground until Ctrl-C.\n\n"
     "The real Nautilus IB adapter and the stock ibapi client connect to 127.0.0.1:PORT as to IB Gateway. "
     "It serves contracts and daily bars replayed from CSV files (the QQQ.NASDAQ bars shipped with ats "
@@ -24,36 +24,44 @@ _HELP = (
 
 def register(app: typer.Typer) -> None:
     """Add the ``sim`` command to ``app``."""
-    app.command("sim", help=_HELP, no_args_is_help=False)(sim)
+    app.command("sim", help=SIM_HELP, no_args_is_help=False)(sim)
 
 
 def sim(
     mode: Annotated[str, typer.Option(help="paper (account DU…) or live (account U…).")] = "paper",
     port: Annotated[
-        Optional[int], typer.Option(help="API port on 127.0.0.1; 0 picks a free one (default 4002 paper, 4001 live).")
+        int | None, typer.Option(help="API port on 127.0.0.1; 0 picks a free one (default 4002 paper, 4001 live).")
     ] = None,
     account: Annotated[
-        Optional[str], typer.Option(help="Managed account id (default DU1234567 or U1234567 by mode).")
+        str | None, typer.Option(help="Managed account id (default DU1234567 or U1234567 by mode).")
     ] = None,
     data: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option(help="SYMBOL.VENUE=FILE.csv with columns date,open,high,low,close,volume; repeatable."),
     ] = None,
     speed: Annotated[
         str, typer.Option(help="Market clock: manual, realtime, or seconds of wall time per trading day.")
     ] = "realtime",
     start: Annotated[
-        Optional[str], typer.Option(help="First simulated trading day, YYYY-MM-DD (default: a year before the data ends).")
+        str | None, typer.Option(help="First simulated trading day, YYYY-MM-DD (default: a year before the data ends).")
     ] = None,
     cash: Annotated[float, typer.Option(help="Initial cash in USD (a cash account).")] = 100_000.0,
-    ledger: Annotated[Optional[Path], typer.Option(help="Also append every order request to this JSONL file.")] = None,
+    ledger: Annotated[Path | None, typer.Option(help="Also append every order request to this JSONL file.")] = None,
     control_port: Annotated[
-        Optional[int], typer.Option(help="JSON-lines control port on 127.0.0.1 (0 = free); off if not given.")
+        int | None, typer.Option(help="JSON-lines control port on 127.0.0.1 (0 = free); off if not given.")
     ] = None,
     json_events: Annotated[
         bool, typer.Option("--json", help="Print a JSON 'ready' line with the ports on stdout.")
     ] = False,
     log_level: Annotated[str, typer.Option(help="Logging level for the simulator log on stderr.")] = "INFO",
+    wall_clock_time: Annotated[
+        bool, typer.Option("--wall-clock-time", help="Answer reqCurrentTime with this machine's clock, as a real "
+                           "gateway does (default: the simulated market clock, which marks it a simulator).")
+    ] = False,
+    server_version: Annotated[
+        int | None, typer.Option(help="Highest TWS API version to speak, 100..223 (default 223, the highest ibapi "
+                                    "knows, as a current gateway); each client gets min(its max, this).")
+    ] = None,
 ) -> None:
     """Run the simulator until interrupted."""
     import json
@@ -63,8 +71,9 @@ def sim(
     import threading
 
     from ats.ibsim import SimGateway, SimInputError
+    from ats.ibsim.versions import DEFAULT_VERSION
 
-    files: dict[str, str] = {}
+    files: dict[str, Path | str] = {}
     for item in data or []:
         instrument_id, eq, path = item.partition("=")
         if not eq or not path:
@@ -81,7 +90,8 @@ def sim(
     try:
         gateway = SimGateway(
             mode=mode, account=account, port=port, data=files or None, clock=speed, start=start, cash=cash,
-            ledger_path=ledger, control_port=control_port,
+            ledger_path=ledger, control_port=control_port, wall_clock_time=wall_clock_time,
+            server_version=DEFAULT_VERSION if server_version is None else server_version,
         )
         gateway.start()
     except SimInputError as exc:
@@ -94,14 +104,15 @@ def sim(
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     if json_events:
         ready = {"event": "ready", "port": gateway.port, "control_port": gateway.control_port,
-                 "account": gateway.account, "mode": gateway.mode, "date": gateway.current_date.isoformat()}
+                 "account": gateway.account, "mode": gateway.mode, "date": gateway.current_date.isoformat(),
+                 "server_version": gateway.server_version}
         sys.stdout.write(json.dumps(ready) + "\n")
         sys.stdout.flush()
     else:
         control = f", control port {gateway.control_port}" if gateway.control_port is not None else ""
         typer.echo(
             f"IB Gateway simulator ({gateway.mode}, account {gateway.account}) on 127.0.0.1:{gateway.port}"
-            f"{control}; market at {gateway.current_date}. Ctrl-C to stop."
+            f"{control}; market at {gateway.current_date}; TWS API up to v{gateway.server_version}. Ctrl-C to stop."
         )
     try:
         while not stop.wait(0.5):

@@ -30,17 +30,25 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, Unpack
 
-from ats.errors import GateRefused, GatewayError, InputError
+from ats.core.errors import GateRefused, GatewayError, InputError
 from ats.gateway.probe import PROBE_CLIENT_ID, ProbeResult, probe_mode
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from ats.core.settings import Mode, Settings
+    from ats.ibsim import SimClock, SimGateway
+    from ats.store import Store
 
 log = logging.getLogger("ats.gateway.controllers")
 
 COMPOSE_FILE = "infra/docker-compose.yml"
+MODES: tuple[Mode, ...] = ("paper", "live")
 SERVICES = {"paper": "ib-gateway-paper", "live": "ib-gateway-live"}
 PROFILES = {"paper": "ib", "live": "ib-live"}
-OTHER = {"paper": "live", "live": "paper"}
+OTHER: dict[Mode, Mode] = {"paper": "live", "live": "paper"}
 
 
 def _check_mode(mode: str) -> str:
@@ -66,6 +74,19 @@ class GatewayController(Protocol):
 
 # ------------------------------------------------------------------------------------ simulator
 
+class SimOptions(TypedDict, total=False):
+    """What a :class:`SimController` passes on to its :class:`ats.ibsim.SimGateway` instances."""
+
+    data: dict[str, Path | str] | None
+    clock: SimClock | str | float | None
+    start: str | dt.date | None
+    cash: float
+    ledger_path: Path | str | None
+    control_port: int | None
+    wall_clock_time: bool
+    server_version: int
+
+
 class SimController:
     """Simulated gateways in this process, one per mode, on the configured host ports.
 
@@ -76,24 +97,25 @@ class SimController:
 
     name = "sim"
 
-    def __init__(self, settings: Any = None, *, ports: dict[str, int] | None = None,
-                 accounts: dict[str, str] | None = None, mode_options: dict[str, dict[str, Any]] | None = None,
-                 **sim_options: Any) -> None:
+    def __init__(self, settings: Settings | None = None, *, ports: dict[str, int] | None = None,
+                 accounts: dict[str, str] | None = None, mode_options: dict[str, SimOptions] | None = None,
+                 **sim_options: Unpack[SimOptions]) -> None:
         if settings is None:
-            from ats.settings import get_settings
+            from ats.core.settings import get_settings
 
             settings = get_settings()
         self._settings = settings
-        self._ports = {mode: (ports or {}).get(mode, settings.mode(mode).port) for mode in SERVICES}
-        self._accounts = {mode: (accounts or {}).get(mode) or settings.mode(mode).account_id for mode in SERVICES}
+        self._ports: dict[str, int] = {mode: (ports or {}).get(mode, settings.mode(mode).port) for mode in MODES}
+        self._accounts: dict[str, str | None] = {mode: (accounts or {}).get(mode) or settings.mode(mode).account_id
+                                                 for mode in MODES}
         self._options = sim_options
         self._mode_options = mode_options or {}  # per mode, over sim_options (e.g. a slower live clock)
-        self._sims: dict[str, Any] = {}
+        self._sims: dict[str, SimGateway] = {}
 
     def port(self, mode: str) -> int:
         return self._ports[_check_mode(mode)]
 
-    def sim(self, mode: str) -> Any:
+    def sim(self, mode: str) -> SimGateway | None:
         """The running :class:`SimGateway` of ``mode`` (for fault injection), or ``None``."""
         return self._sims.get(_check_mode(mode))
 
@@ -103,14 +125,16 @@ class SimController:
         _check_mode(mode)
         if mode in self._sims:
             return
+        options = SimOptions(**self._options)
+        options.update(self._mode_options.get(mode, {}))
         sim = SimGateway(mode=mode, account=self._accounts[mode], port=self._ports[mode],
-                         host=self._settings.ib_host, **{**self._options, **self._mode_options.get(mode, {})})
+                         host=self._settings.ib.host, **options)
         try:
             sim.start()
         except OSError as exc:
             raise GatewayError(f"cannot start the {mode} simulator on port {self._ports[mode]}: {exc}") from exc
         self._sims[mode] = sim
-        log.info("%s simulator up on %s:%s", mode, self._settings.ib_host, sim.port)
+        log.info("%s simulator up on %s:%s", mode, self._settings.ib.host, sim.port)
 
     def stop(self, mode: str) -> None:
         sim = self._sims.pop(_check_mode(mode), None)
@@ -226,19 +250,20 @@ def use_controller(controller: GatewayController | None) -> None:
     _process_controller = controller
 
 
-def get_controller(settings: Any = None, **options: Any) -> GatewayController:
-    """The controller named by ``ATS_GATEWAY_CONTROLLER`` (``sim`` or ``docker``).
+def get_controller(settings: Settings | None = None, **options: Unpack[SimOptions]) -> GatewayController:
+    """The controller named by ``ATS_GATEWAY_CONTROLLER`` (``sim``, ``docker`` or ``external``).
 
-    With ``sim`` it is the process-wide :class:`SimController` (created on first use).
+    With ``sim`` it is the process-wide :class:`SimController` (created on first use, with
+    ``options`` for its simulators).
     """
     global _process_controller
     if settings is None:
-        from ats.settings import get_settings
+        from ats.core.settings import get_settings
 
         settings = get_settings()
-    if settings.gateway_controller == "docker":
-        return DockerController(**options)
-    if settings.gateway_controller == "external":
+    if settings.gateway.controller == "docker":
+        return DockerController()
+    if settings.gateway.controller == "external":
         return ExternalController()
     if _process_controller is None or getattr(_process_controller, "name", "") != "sim":
         _process_controller = SimController(settings, **options)
@@ -261,7 +286,7 @@ class SwapResult:
                 "seconds": round(self.seconds, 2)}
 
 
-Prober = Callable[[str], ProbeResult]
+Prober = Callable[["Mode"], ProbeResult]
 
 
 def _wait_for(check: Callable[[], ProbeResult], done: Callable[[ProbeResult], bool], timeout: float,
@@ -274,9 +299,20 @@ def _wait_for(check: Callable[[], ProbeResult], done: Callable[[ProbeResult], bo
         time.sleep(poll)  # production polling of a real gateway; tests wait on real events
 
 
-def swap(to: str, controller: GatewayController, settings: Any = None, *, prober: Prober | None = None,
+class SwapOptions(TypedDict, total=False):
+    """The keyword options of :func:`swap` (for :func:`swap_to_live` and :func:`swap_to_paper`)."""
+
+    prober: Prober | None
+    down_timeout: float
+    up_timeout: float
+    poll: float
+    actor: str | None
+    store: Store | None
+
+
+def swap(to: Mode, controller: GatewayController, settings: Settings | None = None, *, prober: Prober | None = None,
          down_timeout: float = 30.0, up_timeout: float = 180.0, poll: float = 0.5,
-         actor: str | None = None, store: Any = None) -> SwapResult:
+         actor: str | None = None, store: Store | None = None) -> SwapResult:
     """Stop the other gateway, verify it refuses connections, start ``to``, verify its handshake.
 
     Raises :class:`GatewayError` when the other gateway still answers (``to`` is then not
@@ -287,11 +323,11 @@ def swap(to: str, controller: GatewayController, settings: Any = None, *, prober
     _check_mode(to)
     other = OTHER[to]
     if settings is None:
-        from ats.settings import get_settings
+        from ats.core.settings import get_settings
 
         settings = get_settings()
     if prober is None:
-        def prober(mode: str) -> ProbeResult:
+        def prober(mode: Mode) -> ProbeResult:
             return probe_mode(mode, settings, timeout=5.0, client_id=PROBE_CLIENT_ID)
 
     _refuse_if_session_running(other, settings, actor, store)
@@ -313,7 +349,7 @@ def swap(to: str, controller: GatewayController, settings: Any = None, *, prober
         raise GatewayError(f"the {to} gateway did not complete the API handshake within {up_timeout:.0f} s "
                            f"({up.reason}: {up.detail}); check its login (2FA) and logs")
     result = SwapResult(to, other, up, time.monotonic() - started)
-    from ats import audit
+    from ats.governance import audit
     from ats.store import open_store
 
     audit.append(actor or settings.operator, "gateway.swap", to, {
@@ -324,10 +360,10 @@ def swap(to: str, controller: GatewayController, settings: Any = None, *, prober
     return result
 
 
-def _refuse_if_session_running(mode: str, settings: Any, actor: str | None, store: Any) -> None:
+def _refuse_if_session_running(mode: str, settings: Settings, actor: str | None, store: Store | None) -> None:
     """Never stop a gateway under a running session of its mode (audited refusal)."""
-    from ats import audit
-    from ats.sessions import reap_dead_sessions, running_sessions
+    from ats.governance import audit
+    from ats.governance.sessions import reap_dead_sessions, running_sessions
     from ats.store import open_store
 
     store = store or open_store(settings.resolved_database_url)
@@ -341,12 +377,14 @@ def _refuse_if_session_running(mode: str, settings: Any, actor: str | None, stor
         raise error
 
 
-def swap_to_live(controller: GatewayController, settings: Any = None, **options: Any) -> SwapResult:
+def swap_to_live(controller: GatewayController, settings: Settings | None = None,
+                 **options: Unpack[SwapOptions]) -> SwapResult:
     """Paper down (verified refused), then live up (verified handshake with a ``U…`` account)."""
     return swap("live", controller, settings, **options)
 
 
-def swap_to_paper(controller: GatewayController, settings: Any = None, **options: Any) -> SwapResult:
+def swap_to_paper(controller: GatewayController, settings: Settings | None = None,
+                  **options: Unpack[SwapOptions]) -> SwapResult:
     """Live down (verified refused), then paper up (verified handshake with a ``DU…`` account)."""
     return swap("paper", controller, settings, **options)
 

@@ -1,8 +1,11 @@
 """Gateway health: a state machine over probe results, persisted in the store, that alerts once.
 
-Each run (:func:`run_health_check`, every 30 s from the ``gateway_health`` flow) probes the
-gateway that should be up, feeds the result to :func:`evaluate` and stores the new state in
-``gateway_health`` (one row per gateway) and the probe in ``gateway_probes`` (history).
+Each check (:func:`run_health_check`) probes the gateway that should be up, feeds the result to
+:func:`evaluate` and stores the new state in ``gateway_health`` (one row per gateway) and the
+probe in ``gateway_probes`` (history).  Who checks: the ``gateway-health`` flow's watch
+(:func:`watch_gateway`: one long-running run a day, a check every ``ATS_HEALTH_INTERVAL_SECONDS``,
+3 s, one watcher at a time by a store lease), ``ats gateway check`` (one), and every running
+session, on its own connection (:class:`SessionConnectionCheck`, every second).
 
 States: ``unknown`` (never probed) → ``healthy`` / ``broken``.  Rules (:class:`HealthPolicy`):
 
@@ -22,9 +25,11 @@ States: ``unknown`` (never probed) → ``healthy`` / ``broken``.  Rules (:class:
 
 Alerts are an outbox: the decision and the message are committed with the new state in one
 transaction (``pending_alerts``), then delivered; what a target did not accept stays pending
-(per target, by a secret-free target id) and is retried on the next run.  A failing
-notification service is logged; it never fails the run and never loses the state.  Two runs
-overlapping in time could deliver a pending alert twice; the flow runs one at a time.
+(per target, by a secret-free target id) and is retried on the next check.  A failing
+notification service is logged; it never fails the run and never loses the state.  Checkers
+running at once (the watch and a session's monitor) share the state through serialised write
+transactions, and a sender claims the pending alerts before delivering them, so an alert is
+decided once and delivered once.
 
 Time comes from an injected ``clock`` (a callable returning an aware UTC datetime) so tests
 drive hours of outage without sleeping.
@@ -37,25 +42,30 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Literal
+from datetime import UTC, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Connection, delete, select
 
-from ats import alerts as _alerts
-from ats.alerts import AlertMessage, Notifier
+from ats.core import alerts as _alerts
+from ats.core.alerts import AlertMessage, Notifier
+from ats.core.health_policy import HealthPolicy, MaintenanceWindow, Weekday  # noqa: F401 - re-exported
+from ats.core.settings import mask_account
 from ats.gateway.probe import ProbeResult
-from ats.health_policy import HealthPolicy, MaintenanceWindow, Weekday  # noqa: F401 - re-exported
-from ats.settings import mask_account
 from ats.store import Store, open_store
 from ats.store.models import gateway_health, gateway_probes
+
+if TYPE_CHECKING:
+    import threading
+
+    from ats.core.settings import Mode, Settings
 
 log = logging.getLogger("ats.gateway.health")
 
 AUDIT_ACTOR = "gateway-health"
 MAX_PENDING = 100  # oldest pending alerts beyond this are dropped (logged)
+CLAIM_S = 60.0  # a pending alert taken by a sender that never reported back is sent again after this
 
 
 def utcnow() -> datetime:
@@ -88,6 +98,9 @@ class PendingAlert:
     body: str
     created_at: str
     targets: tuple[str, ...] | None = None
+    #: When a delivery took it (one sender at a time: the watch run and a session's monitor may
+    #: both deliver); a claim older than :data:`CLAIM_S` is taken again (its sender died).
+    claimed_at: str | None = None
 
     @property
     def message(self) -> AlertMessage:
@@ -95,13 +108,19 @@ class PendingAlert:
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "title": self.title, "body": self.body,
-                "created_at": self.created_at, "targets": None if self.targets is None else list(self.targets)}
+                "created_at": self.created_at, "targets": None if self.targets is None else list(self.targets),
+                "claimed_at": self.claimed_at}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PendingAlert:
         targets = data.get("targets")
         return cls(str(data["id"]), str(data["kind"]), str(data["title"]), str(data["body"]),
-                   str(data.get("created_at", "")), None if targets is None else tuple(targets))
+                   str(data.get("created_at", "")), None if targets is None else tuple(targets),
+                   data.get("claimed_at"))
+
+    def claimable(self, now: datetime) -> bool:
+        claimed = parse_iso(self.claimed_at)
+        return claimed is None or (now - claimed).total_seconds() > CLAIM_S
 
     @classmethod
     def new(cls, message: AlertMessage, now: datetime) -> PendingAlert:
@@ -109,7 +128,7 @@ class PendingAlert:
 
 
 @dataclass(frozen=True)
-class GatewayState:
+class GatewayHealth:
     """One gateway's health as stored in ``gateway_health`` (plus ``failing_since``, derived)."""
 
     gateway: str
@@ -125,7 +144,7 @@ class GatewayState:
     failing_since: datetime | None = None  # first failed probe of the current streak
 
     @classmethod
-    def initial(cls, gateway: str, now: datetime) -> GatewayState:
+    def initial(cls, gateway: str, now: datetime) -> GatewayHealth:
         return cls(gateway, "unknown", now)
 
     def as_dict(self) -> dict[str, Any]:
@@ -143,13 +162,13 @@ class GatewayState:
 class Decision:
     """What :func:`evaluate` decided: the new state, the alerts to send, and why (for logs)."""
 
-    state: GatewayState
+    state: GatewayHealth
     alerts: list[AlertMessage] = field(default_factory=list)
     transition: str | None = None  # "healthy", "broken", "recovered", "wrong_account"
     note: str = ""  # e.g. "alert suppressed: IBC daily restart window until …"
 
 
-def evaluate(state: GatewayState, result: ProbeResult, now: datetime, policy: HealthPolicy,
+def evaluate(state: GatewayHealth, result: ProbeResult, now: datetime, policy: HealthPolicy,
              expected_account: str | None = None) -> Decision:
     """The state machine: ``state`` + one probe ``result`` at ``now`` → new state and alerts (pure)."""
     mode, host, port = state.gateway, result.host, result.port
@@ -216,11 +235,11 @@ def _masked_accounts(accounts: tuple[str, ...]) -> str | None:
 
 # ------------------------------------------------------------------------------------ store
 
-def load_state(conn: Connection, gateway: str, now: datetime) -> GatewayState:
+def load_state(conn: Connection, gateway: str, now: datetime) -> GatewayHealth:
     """The stored state of ``gateway`` (``unknown`` if never probed)."""
     row = conn.execute(select(gateway_health).where(gateway_health.c.gateway == gateway)).first()
     if row is None:
-        return GatewayState.initial(gateway, now)
+        return GatewayHealth.initial(gateway, now)
     m = row._mapping
     failing_since = None
     failures = int(m["consecutive_failures"])
@@ -237,7 +256,7 @@ def load_state(conn: Connection, gateway: str, now: datetime) -> GatewayState:
     except (ValueError, KeyError, TypeError):
         log.error("gateway_health.pending_alerts of %s is not valid JSON; dropping it", gateway)
         pending = ()
-    return GatewayState(
+    return GatewayHealth(
         gateway=gateway, state=m["state"], since=parse_iso(m["since"]) or now,
         consecutive_failures=failures, last_reason=m["last_reason"],
         last_probe_at=parse_iso(m["last_probe_at"]), last_alert_at=parse_iso(m["last_alert_at"]),
@@ -245,7 +264,7 @@ def load_state(conn: Connection, gateway: str, now: datetime) -> GatewayState:
         failing_since=failing_since)
 
 
-def save_state(conn: Connection, state: GatewayState) -> None:
+def save_state(conn: Connection, state: GatewayHealth) -> None:
     values = {
         "state": state.state, "since": iso(state.since), "consecutive_failures": state.consecutive_failures,
         "last_reason": state.last_reason,
@@ -279,7 +298,7 @@ class CheckOutcome:
 
     mode: str
     probe: ProbeResult
-    state: GatewayState
+    state: GatewayHealth
     transition: str | None
     alerts: list[str]  # kinds decided this run
     delivered: int  # pending alerts fully delivered this run (new and retried)
@@ -293,10 +312,10 @@ class CheckOutcome:
 
 
 def run_health_check(
-    mode: str,
+    mode: Mode,
     *,
     store: Store | None = None,
-    settings: Any = None,
+    settings: Settings | None = None,
     policy: HealthPolicy | None = None,
     clock: Callable[[], datetime] = utcnow,
     notifier: Notifier | None = None,
@@ -305,18 +324,18 @@ def run_health_check(
     """One health check of ``mode``'s gateway: probe, update the stored state, send what is due.
 
     ``probe`` defaults to a real :func:`~ats.gateway.probe.probe_mode` with the policy's timeout;
-    ``notifier`` to apprise with ``ATS_ALERT_URLS``.  Raises :class:`~ats.errors.StoreError`
+    ``notifier`` to apprise with ``ATS_ALERT_URLS``.  Raises :class:`~ats.core.errors.StoreError`
     only when the store fails; never for the gateway or the notification service.
     """
     if mode not in ("paper", "live"):
-        from ats.errors import InputError
+        from ats.core.errors import InputError
 
         raise InputError(f"gateway mode must be paper or live, got {mode!r}")
     if settings is None:
-        from ats.settings import get_settings
+        from ats.core.settings import get_settings
 
         settings = get_settings()
-    policy = policy or HealthPolicy.from_settings(settings)
+    policy = policy or settings.health
     store = store or open_store(settings.resolved_database_url)
     notifier = notifier if notifier is not None else Notifier(settings.alert_url_list)
     if probe is None:
@@ -343,7 +362,7 @@ def run_health_check(
         save_state(conn, new)
         _record_probe(conn, mode, result, now, policy)
         if decision.transition:
-            from ats import audit
+            from ats.governance import audit
 
             audit.append_in(conn, AUDIT_ACTOR, f"gateway.{decision.transition}", mode, {
                 "reason": result.reason, "detail": result.detail, "since": iso(new.since),
@@ -357,12 +376,184 @@ def run_health_check(
                         delivered, len(remaining), decision.note)
 
 
+class SessionConnectionCheck:
+    """A running session's own watch of its gateway, fed into the same state machine (and the
+    same stored state) as the scheduled health check — so one outage pages once, whoever sees
+    it first, and the recovery is paged by whoever sees it end.
+
+    Called every second with the session's view of its connection (see
+    :func:`ats.trading.supervisor.ib_connection`): ``connected`` costs nothing; ``ib_lost`` (IB error 1100:
+    the gateway is up but cannot reach IB) is a failed check as such; ``disconnected`` (the
+    socket is gone) is checked with a real probe, so a dropped socket the adapter re-opens by
+    itself (the gateway still listening) pages nobody.  K failures in a row, one second apart,
+    alert — outside IBC's restart windows, as always.
+    """
+
+    PROBE_TIMEOUT_S = 3.0  # a stalled gateway still alerts within K probes of this
+    #: The monitor's probe has an API client id of its own (the watch's, ``ATS_HEALTH_PROBE_CLIENT_ID``,
+    #: minus one): IB refuses a second connection with an id in use (error 326), and a probe of the
+    #: watch at the same moment would otherwise count as a failed check.
+    CLIENT_ID_OFFSET = -1
+
+    def __init__(self, mode: Mode, settings: Settings, store: Store, *, policy: HealthPolicy | None = None,
+                 notifier: Notifier | None = None, clock: Callable[[], datetime] = utcnow) -> None:
+        self.mode, self.settings, self.store, self.clock, self.notifier = mode, settings, store, clock, notifier
+        policy = policy or settings.health
+        self.policy = policy.model_copy(update={
+            "probe_timeout_seconds": min(policy.probe_timeout_seconds, self.PROBE_TIMEOUT_S),
+            "probe_client_id": max(0, policy.probe_client_id + self.CLIENT_ID_OFFSET)})
+        self.lost = False
+        self.outcomes: list[CheckOutcome] = []
+
+    def __call__(self, observation: str) -> CheckOutcome | None:
+        plan = self.settings.mode(self.mode)
+        if observation == "connected":
+            if not self.lost:
+                return None
+            self.lost = False
+            result = ProbeResult(self.mode, plan.host, plan.port, True, "ok", None,
+                                 detail="the running session's connection is back")
+            return self._check(lambda: result)
+        self.lost = True
+        if observation == "ib_lost":
+            result = ProbeResult(self.mode, plan.host, plan.port, False, "ib_disconnected", None,  # type: ignore[arg-type]
+                                 detail="the session's gateway reports IB error 1100")
+            return self._check(lambda: result)
+        return self._check(None)  # the socket is gone: is the gateway still there?
+
+    def _check(self, probe: Callable[[], ProbeResult] | None) -> CheckOutcome:
+        outcome = run_health_check(self.mode, store=self.store, settings=self.settings, policy=self.policy,
+                                   clock=self.clock, notifier=self.notifier, probe=probe)
+        self.outcomes.append(outcome)
+        return outcome
+
+
+# ------------------------------------------------------------------------------------ the watch
+
+WATCH_LEASE = "gateway-watch"
+
+
+@dataclass
+class WatchOutcome:
+    """What one :func:`watch_gateway` did: probes made, alerts decided, how it ended."""
+
+    holder: str
+    probes: int = 0
+    alerts: list[str] = field(default_factory=list)
+    standby_ticks: int = 0  # ticks spent waiting for the lease another watcher held
+    errors: int = 0
+    ended: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"holder": self.holder, "probes": self.probes, "alerts": self.alerts,
+                "standby_ticks": self.standby_ticks, "errors": self.errors, "ended": self.ended}
+
+
+def lease_ttl(policy: HealthPolicy) -> timedelta:
+    """How long the watch's lease lasts without renewal: three probe intervals and one probe
+    timeout, plus 10 s — a holder that stops renewing (it died) is replaced after this."""
+    return timedelta(seconds=3 * policy.interval_seconds + policy.probe_timeout_seconds + 10)
+
+
+def watch_gateway(mode: Mode | Literal["auto"] = "auto", *, holder: str, until: datetime | None = None,
+                  for_seconds: float | None = None, store: Store | None = None,
+                  settings: Settings | None = None, policy: HealthPolicy | None = None,
+                  notifier: Notifier | None = None, stop: threading.Event | None = None,
+                  on_check: Callable[[CheckOutcome], None] | None = None,
+                  clock: Callable[[], datetime] = utcnow) -> WatchOutcome:
+    """Probe the gateway every ``policy.interval_seconds`` until ``until`` (or ``stop``, a
+    :class:`threading.Event`, is set): one :func:`run_health_check` per tick, on a fixed grid.
+
+    ``for_seconds`` instead of ``until`` is a length measured from the first tick, after the
+    store is open (its first use may apply migrations for seconds on a slow machine), so a short
+    watch always gets its first tick.
+
+    Only the holder of the store lease :data:`WATCH_LEASE` probes; another watcher (a second run,
+    another machine) stands by and takes over when the lease is released or expires
+    (:func:`lease_ttl`), so one outage is probed and alerted once.  The lease is released on the
+    way out, whatever ends the watch.  A failing store or probe is logged and the watch goes on.
+    ``clock`` is the checks' time (restart windows, alert times); the ticks and ``until`` are real time.
+    """
+    import threading
+    import time as _time
+
+    from ats.core.errors import AtsError
+    from ats.store import leases
+
+    if settings is None:
+        from ats.core.settings import get_settings
+
+        settings = get_settings()
+    policy = policy or settings.health
+    store = store or open_store(settings.resolved_database_url)
+    notifier = notifier if notifier is not None else Notifier(settings.alert_url_list)
+    stop = stop or threading.Event()
+    if for_seconds is not None and until is None:
+        until = utcnow() + timedelta(seconds=for_seconds)
+    elif until is None or for_seconds is not None:
+        raise ValueError("watch_gateway takes exactly one of until= and for_seconds=")
+    outcome, held = WatchOutcome(holder), False
+    ttl, interval = lease_ttl(policy), policy.interval_seconds
+    next_tick = _time.monotonic()
+    try:
+        while not stop.is_set() and utcnow() < until:
+            try:
+                if leases.acquire(store, WATCH_LEASE, holder, ttl):
+                    if not held:
+                        log.info("gateway watch: %s holds the lease, probing every %g s", holder, interval)
+                    held = True
+                    chosen = expected_mode(store=store) if mode == "auto" else mode
+                    check = run_health_check(chosen, store=store, settings=settings, policy=policy,
+                                             notifier=notifier, clock=clock)
+                    outcome.probes += 1
+                    outcome.alerts += check.alerts
+                    if on_check is not None:
+                        on_check(check)
+                else:
+                    if held:
+                        log.warning("gateway watch: %s lost the lease; standing by", holder)
+                    held = False
+                    outcome.standby_ticks += 1
+            except AtsError as exc:  # the store failed: the next tick tries again
+                outcome.errors += 1
+                log.error("gateway watch: %s", exc)
+            next_tick = max(next_tick + interval, _time.monotonic())
+            stop.wait(max(0.0, next_tick - _time.monotonic()))
+        outcome.ended = "stopped" if stop.is_set() else "until reached"
+    finally:
+        if held:
+            try:
+                leases.release(store, WATCH_LEASE, holder)
+            except AtsError as exc:
+                log.error("gateway watch: could not release the lease (it expires by itself): %s", exc)
+    return outcome
+
+
+def next_watch_end(now: datetime, timezone: str = "America/New_York",
+                   overlap: timedelta = timedelta(minutes=2)) -> datetime:
+    """When a daily watch run started at ``now`` ends: the next midnight in ``timezone`` (when
+    the next daily run starts) plus ``overlap``, so the watch is handed over, never dropped."""
+    tz = ZoneInfo(timezone)
+    local = now.astimezone(tz)
+    midnight = datetime.combine(local.date() + timedelta(days=1), time(0, 0), tzinfo=tz)
+    return midnight.astimezone(UTC) + overlap
+
+
 def deliver_pending(mode: str, *, store: Store, notifier: Notifier) -> tuple[int, tuple[PendingAlert, ...]]:
-    """Try every pending alert of ``mode``'s gateway; keep what a target refused.  Returns (delivered, remaining)."""
-    with store.read() as conn:
-        items = list(load_state(conn, mode, utcnow()).pending)
+    """Try every pending alert of ``mode``'s gateway; keep what a target refused.  Returns (delivered, remaining).
+
+    The alerts are claimed first, in one write transaction, so two senders running at once (the
+    watch run and a session's own monitor) never deliver the same alert twice."""
+    now = utcnow()
+    with store.write() as conn:
+        state = load_state(conn, mode, now)
+        items = [item for item in state.pending if item.claimable(now)]
+        if items:
+            taken = {item.id for item in items}
+            save_state(conn, replace(state, pending=tuple(
+                replace(item, claimed_at=iso(now)) if item.id in taken else item for item in state.pending)))
     if not items:
-        return 0, ()
+        return 0, state.pending
     outcome: dict[str, tuple[str, ...]] = {}  # id -> failed targets
     for item in items:
         outcome[item.id] = tuple(notifier.deliver(item.message, only=item.targets))
@@ -372,14 +563,14 @@ def deliver_pending(mode: str, *, store: Store, notifier: Notifier) -> tuple[int
         kept: list[PendingAlert] = []
         for item in current.pending:
             if item.id not in outcome:
-                kept.append(item)  # added by another run meanwhile
+                kept.append(item)  # added (or claimed) by another sender meanwhile
             elif outcome[item.id]:
-                kept.append(replace(item, targets=outcome[item.id]))
+                kept.append(replace(item, targets=outcome[item.id], claimed_at=None))
         save_state(conn, replace(current, pending=tuple(kept)))
     if delivered:
         log.info("%s gateway: %d alert(s) delivered", mode, delivered)
     if kept:
-        log.warning("%s gateway: %d alert(s) still pending, retried on the next run", mode, len(kept))
+        log.warning("%s gateway: %d alert(s) still pending, retried on the next check", mode, len(kept))
     return delivered, tuple(kept)
 
 
@@ -410,7 +601,7 @@ def gateway_status(*, store: Store | None = None, history: int = 20) -> dict[str
     return out
 
 
-def expected_mode(*, store: Store | None = None) -> str:
+def expected_mode(*, store: Store | None = None) -> Mode:
     """The gateway that should be up: the target of the last audited gateway swap, else ``paper``."""
     from ats.store.models import audit_log
 

@@ -25,14 +25,19 @@ collides with a trading node's connection.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ibapi import comm
 
-from ats.settings import mask_account
+from ats.core.accounts import account_mode
+from ats.core.settings import mask_account
+
+if TYPE_CHECKING:
+    from ats.core.settings import Mode, Settings
 
 Reason = Literal["ok", "refused", "timeout", "handshake_failed", "wrong_account"]
 REASONS: tuple[str, ...] = ("ok", "refused", "timeout", "handshake_failed", "wrong_account")
@@ -44,6 +49,7 @@ DEFAULT_TIMEOUT = 10.0
 CLIENT_VERSIONS = "v100..223"  # what the Nautilus adapter advertises (ibapi MIN/MAX_CLIENT_VER)
 
 _START_API, _NEXT_VALID_ID, _MANAGED_ACCTS, _ERR_MSG = 71, 9, 15, 4
+_REQ_CURRENT_TIME, _CURRENT_TIME = 49, 49  # outgoing and incoming ids are both 49
 _PROTOBUF_OFFSET = 200
 _SV_RAW_INT_MSG_ID = 201  # MIN_SERVER_VER_PROTOBUF: binary msg ids from here on
 _SV_PROTOBUF_START_API = 213  # MIN_SERVER_VER_PROTOBUF_REST_MESSAGES_3
@@ -73,6 +79,7 @@ class ProbeResult:
     server_version: int | None = None
     detail: str = ""
     notices: tuple[int, ...] = field(default=())  # informational error codes seen (2104, 2106, …)
+    gateway_time: float | None = None  # the gateway's current time (reqCurrentTime), with ask_time
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able view with the accounts masked."""
@@ -97,14 +104,14 @@ def account_problem(mode: str | None, accounts: tuple[str, ...] | list[str],
     if not accounts:
         return "the gateway reported no account"
     if mode == "live":
-        paper = [a for a in accounts if a.startswith("DU")]
+        paper = [a for a in accounts if account_mode(a) == "paper"]
         if paper:
             return f"paper account {mask_account(paper[0])} on the live gateway"
-        odd = [a for a in accounts if not a.startswith("U")]
+        odd = [a for a in accounts if account_mode(a) != "live"]
         if odd:
             return f"account {mask_account(odd[0])} is not a live U… account"
     elif mode == "paper":
-        live = [a for a in accounts if not a.startswith("DU")]
+        live = [a for a in accounts if account_mode(a) != "paper"]
         if live:
             return f"live account {mask_account(live[0])} on the paper gateway"
     if expected and expected not in accounts:
@@ -113,17 +120,23 @@ def account_problem(mode: str | None, accounts: tuple[str, ...] | list[str],
 
 
 def probe(host: str, port: int, *, mode: str | None = None, expected_account: str | None = None,
-          timeout: float = DEFAULT_TIMEOUT, client_id: int = PROBE_CLIENT_ID) -> ProbeResult:
-    """Probe the gateway at ``host:port`` (see the module docstring).  Never raises for a bad gateway."""
+          timeout: float = DEFAULT_TIMEOUT, client_id: int = PROBE_CLIENT_ID,
+          ask_time: bool = False) -> ProbeResult:
+    """Probe the gateway at ``host:port`` (see the module docstring).  Never raises for a bad gateway.
+
+    ``ask_time``: also ask the gateway's current time (``reqCurrentTime``, msg 49) once the
+    handshake is done — what :mod:`ats.gateway.identity` compares with this machine's clock.
+    """
     started = time.monotonic()
     deadline = started + timeout
     accounts: tuple[str, ...] = ()
     server_version: int | None = None
     notices: list[int] = []
+    gateway_time: float | None = None
 
     def result(healthy: bool, reason: Reason, detail: str = "", latency: float | None = None) -> ProbeResult:
         return ProbeResult(mode or "", host, port, healthy, reason, latency, accounts, server_version,
-                           detail, tuple(notices))
+                           detail, tuple(notices), gateway_time)
 
     try:
         sock = _connect(host, port, deadline)
@@ -149,6 +162,8 @@ def probe(host: str, port: int, *, mode: str | None = None, expected_account: st
                     raise _ProbeFailed("handshake_failed", f"gateway error {code}: {text or _FATAL_CODES[code]}")
                 notices.append(code)
         latency = (time.monotonic() - started) * 1000.0
+        if ask_time:
+            gateway_time = _current_time(reader, sock, server_version)
     except _ProbeFailed as exc:
         return result(False, exc.reason, exc.detail)
     finally:
@@ -159,11 +174,11 @@ def probe(host: str, port: int, *, mode: str | None = None, expected_account: st
     return result(True, "ok", f"server version {server_version}", latency)
 
 
-def probe_mode(mode: str, settings: Any = None, *, timeout: float = DEFAULT_TIMEOUT,
+def probe_mode(mode: Mode, settings: Settings | None = None, *, timeout: float = DEFAULT_TIMEOUT,
                client_id: int = PROBE_CLIENT_ID) -> ProbeResult:
     """Probe the gateway of ``mode`` (``paper``/``live``) at the host, port and account from settings."""
     if settings is None:
-        from ats.settings import get_settings
+        from ats.core.settings import get_settings
 
         settings = get_settings()
     ms = settings.mode(mode)
@@ -185,7 +200,7 @@ def _connect(host: str, port: int, deadline: float) -> socket.socket:
         return socket.create_connection((host, port), timeout=_remaining(deadline))
     except ConnectionRefusedError:
         raise _ProbeFailed("refused", f"connection refused by {host}:{port}") from None
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         raise _ProbeFailed("timeout", f"TCP connect to {host}:{port} timed out") from None
     except OSError as exc:
         # Unreachable host, unknown name: nothing answers on that address.
@@ -193,10 +208,8 @@ def _connect(host: str, port: int, deadline: float) -> socket.socket:
 
 
 def _close(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
     sock.close()
 
 
@@ -222,7 +235,7 @@ class _Reader:
             self.sock.settimeout(_remaining(self.deadline))
             try:
                 chunk = self.sock.recv(65536)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 raise _ProbeFailed("timeout", "the gateway did not answer within the probe timeout") from None
             except OSError as exc:
                 raise _ProbeFailed("handshake_failed", f"connection error: {exc.strerror or exc}") from None
@@ -254,6 +267,33 @@ def _start_api(server_version: int, client_id: int) -> bytes:
     if server_version >= _SV_OPTIONAL_CAPABILITIES:
         text += comm.make_field("")
     return comm.make_msg(_START_API, server_version >= _SV_RAW_INT_MSG_ID, text)
+
+
+def _current_time(reader: _Reader, sock: socket.socket, server_version: int) -> float:
+    """``reqCurrentTime`` → the gateway's clock (Unix seconds); other messages are skipped."""
+    if server_version >= _SV_PROTOBUF_START_API:  # the same unified version (ibapi PROTOBUF_MSG_IDS)
+        from ibapi.protobuf.CurrentTimeRequest_pb2 import CurrentTimeRequest
+
+        sock.sendall(comm.make_msg_proto(_REQ_CURRENT_TIME + _PROTOBUF_OFFSET, CurrentTimeRequest().SerializeToString()))
+    else:
+        sock.sendall(comm.make_msg(_REQ_CURRENT_TIME, server_version >= _SV_RAW_INT_MSG_ID, comm.make_field(1)))
+    while True:
+        msg_id, body = _split_msg_id(reader.message(), server_version)
+        if msg_id == _CURRENT_TIME:
+            fields = comm.read_fields(body)  # [version, time]
+            try:
+                return float(int(fields[1]))
+            except (IndexError, ValueError):
+                raise _ProbeFailed("handshake_failed", "malformed currentTime message") from None
+        if msg_id == _CURRENT_TIME + _PROTOBUF_OFFSET:
+            from ibapi.protobuf.CurrentTime_pb2 import CurrentTime
+
+            proto = CurrentTime()
+            try:
+                proto.ParseFromString(body)
+            except Exception:  # noqa: BLE001 - protobuf raises its own DecodeError
+                raise _ProbeFailed("handshake_failed", "malformed currentTime message") from None
+            return float(proto.currentTime)
 
 
 def _split_msg_id(msg: bytes, server_version: int) -> tuple[int, bytes]:

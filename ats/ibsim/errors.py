@@ -1,4 +1,4 @@
-"""Errors of the IB Gateway simulator (all under :class:`ats.errors.AtsError`)::
+"""Errors of the IB Gateway simulator (all under :class:`ats.core.errors.AtsError`)::
 
     AtsError
     └── InputError(ValueError)
@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from ats.errors import InputError
+from ats.core.errors import InputError
 
 
 class SimInputError(InputError):

@@ -22,14 +22,15 @@ import math
 import threading
 import time
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Iterable
 from zoneinfo import ZoneInfo
 
 from ats.ibsim.errors import SimInputError
-from ats.ibsim.wire import BarView, ContractSpec
+from ats.ibsim.outgoing import BarView
+from ats.ibsim.wire import ContractSpec
 
 SESSION_SECONDS = 23_400  # 09:30-16:00 America/New_York
 _NEW_YORK = ZoneInfo("America/New_York")

@@ -1,4 +1,5 @@
-"""The simulated IB Gateway: an asyncio TCP server speaking the TWS API at server version 200.
+"""The simulated IB Gateway: an asyncio TCP server speaking the TWS API at every server
+version from 100 to the highest ``ibapi`` knows (``server_version``), negotiated per client.
 
 :class:`SimGateway` runs its own event loop in a background thread, so synchronous code, tests
 and a Nautilus node (which runs its own loop) can all use it::
@@ -9,6 +10,7 @@ and a Nautilus node (which runs its own loop) can all use it::
     sim.advance()           # replay the next trading day (manual clock)
     sim.outage(10)          # refuse connections for 10 s
     sim.hold_fills()        # orders stay Submitted until sim.release_fills()
+    sim.hold_acks()         # order answers are held back until sim.release_acks()
     sim.stop()
 
 State that a restarted client must see (orders, fills, positions, cash, permIds) lives in
@@ -28,6 +30,10 @@ JSON object per line, get one JSON object per line back (``{"ok": true, ...}`` o
 ``restart``           ``{"seconds": N}``: IBC-style restart, down N s (default 2), same state
 ``error``             ``{"code": 1100, "req_id": -1, "text": "..."}``: send to every client
 ``stall``             ``{"on": true}``: accept TCP but never answer the handshake
+``hold_acks``         ``{"on": true}``: hold back every answer to order requests
+``release_acks``      deliver the held order answers, in order, and stop holding
+``connectivity``      ``{"ok": false}``: 1100, data stops; ``{"ok": true, "data_lost": b}``: 1101/1102
+``farm``              ``{"farm": "usfarm"|"ushmds", "up": b}``: 2103/2105 (+10182) or 2104/2106
 ``advance``           ``{"days": 1}``: move the market clock on (any clock mode)
 ====================  ================================================================
 
@@ -38,97 +44,40 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
-import re
-import socket
-import struct
 import threading
-import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ats.ibsim import wire
+from ats.core.accounts import ACCOUNT_FORM, EXAMPLE_ACCOUNT, is_account_of
+from ats.ibsim import outgoing, versions
+from ats.ibsim.account_data import AccountAndDataRequests
+from ats.ibsim.control import ControlClient, ControlMixin
 from ats.ibsim.errors import SimInputError
+from ats.ibsim.faults import FaultsMixin
+from ats.ibsim.handlers import ERROR_TEXTS, RequestHandlers
 from ats.ibsim.market import Instrument, Market, Position, SimClock, bar_view, session_epoch
-from ats.ibsim.state import GatewayState, Outbound, PlaceRequest
+from ats.ibsim.session import ClientSession
+from ats.ibsim.state import GatewayState, Outbound
+
+__all__ = ["DEFAULT_ACCOUNTS", "ERROR_TEXTS", "ControlClient", "SimGateway", "validate_account"]
 
 log = logging.getLogger("ats.ibsim")
 
-_ACCOUNT_PATTERNS = {"paper": re.compile(r"DU\d+"), "live": re.compile(r"U\d+")}
-DEFAULT_ACCOUNTS = {"paper": "DU1234567", "live": "U1234567"}
-HANDSHAKE_TIMEOUT = 30.0
-
-ERROR_TEXTS = {
-    1100: "Connectivity between IB and Trader Workstation has been lost.",
-    1101: "Connectivity between IB and Trader Workstation has been restored - data lost.",
-    1102: "Connectivity between IB and Trader Workstation has been restored - data maintained.",
-    1300: "TWS socket port has been reset and this connection is being dropped. Please reconnect.",
-    2103: "Market data farm connection is broken:usfarm",
-    2104: "Market data farm connection is OK:usfarm",
-    2105: "HMDS data farm connection is broken:ushmds",
-    2106: "HMDS data farm connection is OK:ushmds",
-    2110: "Connectivity between Trader Workstation and server is broken. It will be restored automatically.",
-    2157: "Sec-def data farm connection is broken:secdefnj",
-    2158: "Sec-def data farm connection is OK:secdefnj",
-    10182: "Failed to request live updates (disconnected).",
-}
+DEFAULT_ACCOUNTS = EXAMPLE_ACCOUNT
 
 
 def validate_account(mode: str, account: str) -> None:
     """Paper accounts are ``DU`` + digits, live accounts ``U`` + digits."""
-    if mode not in _ACCOUNT_PATTERNS:
+    if mode not in ACCOUNT_FORM:
         raise SimInputError(f"bad mode {mode!r}: paper or live")
-    if not _ACCOUNT_PATTERNS[mode].fullmatch(account or ""):
-        form = "DU followed by digits, e.g. DU1234567" if mode == "paper" else "U followed by digits, e.g. U1234567"
-        raise SimInputError(f"account {account!r} does not fit mode {mode}: expected {form}")
+    if not is_account_of(mode, account):
+        raise SimInputError(f"account {account!r} does not fit mode {mode}: "
+                            f"expected {ACCOUNT_FORM[mode]}, e.g. {EXAMPLE_ACCOUNT[mode]}")
 
 
-def _millis() -> int:
-    return int(time.time() * 1000)
-
-
-@dataclass
-class _HistSub:
-    req_id: int
-    instrument: Instrument
-    keep_up_to_date: bool
-
-
-@dataclass(eq=False)
-class _Session:
-    """One client socket."""
-
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    peer: str
-    client_id: int | None = None
-    started: bool = False
-    closed: bool = False
-    hist_subs: dict[int, _HistSub] = field(default_factory=dict)
-    rtb_subs: dict[int, tuple[Instrument, int]] = field(default_factory=dict)  # reqId -> (instrument, last epoch)
-    mkt_subs: dict[int, Instrument] = field(default_factory=dict)
-    summary_subs: dict[int, set[str] | None] = field(default_factory=dict)
-
-    def send(self, data: bytes) -> None:
-        if self.closed:
-            return
-        try:
-            self.writer.write(data)
-        except (ConnectionError, RuntimeError, OSError):
-            self.closed = True
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-        try:
-            self.writer.close()
-        except (ConnectionError, RuntimeError, OSError):
-            pass
-
-
-class SimGateway:
+class SimGateway(RequestHandlers, AccountAndDataRequests, FaultsMixin, ControlMixin):
     """A simulated IB Gateway (see the module docstring).
 
     Parameters
@@ -153,7 +102,16 @@ class SimGateway:
         Append every order request to this JSONL file as well.
     control_port:
         Serve the JSON-lines control interface on this port (0 = free); ``None``: none.
+    server_version:
+        The highest TWS API version this gateway speaks (default: the highest ``ibapi`` knows,
+        as a current IB Gateway).  Each client gets ``min(its max, server_version)``.
+    wall_clock_time:
+        Answer ``reqCurrentTime`` with this machine's clock, as a real gateway does, instead of
+        the simulated market clock — the simulator then passes for a real-time gateway in
+        :mod:`ats.gateway.identity` (tests of the gates that tell the two apart).
     """
+
+    _handlers = {**RequestHandlers._handlers, **AccountAndDataRequests.HANDLERS}
 
     def __init__(
         self,
@@ -167,6 +125,8 @@ class SimGateway:
         ledger_path: Path | str | None = None,
         host: str = "127.0.0.1",
         control_port: int | None = None,
+        wall_clock_time: bool = False,
+        server_version: int = versions.DEFAULT_VERSION,
     ) -> None:
         account = account or DEFAULT_ACCOUNTS.get(mode, "")
         validate_account(mode, account)
@@ -175,6 +135,11 @@ class SimGateway:
         self.mode = mode
         self.account = account
         self.host = host
+        self.wall_clock_time = wall_clock_time
+        try:
+            self.server_version = versions.check_server_version(int(server_version))
+        except ValueError as exc:
+            raise SimInputError(str(exc)) from None
         self._requested_port = port
         self._requested_control_port = control_port
         self.market = Market.from_files(data)
@@ -192,8 +157,8 @@ class SimGateway:
         self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None
         self._control: asyncio.base_events.Server | None = None
-        self._sessions: set[_Session] = set()
-        self._by_client: dict[int, _Session] = {}
+        self._sessions: set[ClientSession] = set()
+        self._by_client: dict[int, ClientSession] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stalled = False
         self._listening = False
@@ -201,6 +166,11 @@ class SimGateway:
         self._changed = threading.Condition()
         self.api_connections = 0  # START_API handshakes completed since start
         self.handshakes = 0  # version handshakes answered since start
+        self.negotiated_versions: list[int] = []  # the version each handshake settled on, in order
+        self.stalled_connections = 0  # connections held unanswered by the stall fault since start
+        self.connectivity_ok = True  # False between connectivity_lost() and connectivity_restored()
+        self.farms_down: set[str] = set()  # data farms broken by farm_down()
+        self._held_acks: list[Outbound] | None = None  # hold_acks fault: answers held back, in order
         self._clients_snapshot: list[int] = []
         self._bar_subs_snapshot = 0
 
@@ -256,13 +226,13 @@ class SimGateway:
                 self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self._loop.close()
 
-    def _call(self, coro: Any, timeout: float = 10.0) -> Any:
+    def _call[T](self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
         if self._loop is None:
             coro.close()
             raise RuntimeError("the simulator is not running; call start() first")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def _spawn[T](self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -311,7 +281,7 @@ class SimGateway:
     @property
     def ledger(self) -> list[dict[str, Any]]:
         """Every placeOrder / cancelOrder that reached the simulator (copies, oldest first)."""
-        return self.state.ledger
+        return self.state.order_ledger.entries()
 
     @property
     def is_listening(self) -> bool:
@@ -414,13 +384,21 @@ class SimGateway:
         self._publish_hist_update(new.day, new.fraction)
         self._publish_ticks()
         self._deliver(out)
-        if day_changed or self.state.summary_dirty:
+        if day_changed or self.state.cash_account.summary_dirty:
             self._push_account_summary()
+        else:
+            self._push_subscriptions()
         if day_changed:
             log.info("market day %s", self.current_date)
         self._notify()
 
+    def _market_data_flows(self, farm: str = "usfarm") -> bool:
+        """False while connectivity is lost (1100) or the farm serving it is down."""
+        return self.connectivity_ok and farm not in self.farms_down
+
     def _publish_hist_update(self, day: int, fraction: float) -> None:
+        if not self._market_data_flows("ushmds"):
+            return
         date = self.market.calendar[day]
         for session in list(self._sessions):
             for sub in session.hist_subs.values():
@@ -430,9 +408,11 @@ class SimGateway:
                 if bar is None:
                     continue
                 o, h, l, c, v = bar.forming(fraction)
-                session.send(wire.historical_data_update(sub.req_id, bar_view(date.strftime("%Y%m%d"), o, h, l, c, v)))
+                session.send(outgoing.historical_data_update(sub.req_id, bar_view(date.strftime("%Y%m%d"), o, h, l, c, v)))
 
     def _publish_realtime(self, instrument: Instrument, day: int, f0: float, f1: float, opening: bool) -> None:
+        if not self._market_data_flows():
+            return
         date = self.market.calendar[day]
         bar = instrument.bar_on(date)
         if bar is None:
@@ -447,18 +427,28 @@ class SimGateway:
             for req_id, (sub_instrument, last_epoch) in list(session.rtb_subs.items()):
                 if sub_instrument is instrument and epoch > last_epoch:
                     session.rtb_subs[req_id] = (instrument, epoch)
-                    session.send(wire.real_time_bar(req_id, epoch, view))
+                    session.send(outgoing.real_time_bar(req_id, epoch, view))
 
     def _publish_ticks(self) -> None:
+        """Market data subscribers get bid, ask and last (with sizes) whenever the price moved."""
+        if not self._market_data_flows():
+            return
         for session in list(self._sessions):
             for req_id, instrument in session.mkt_subs.items():
-                session.send(wire.tick_price(req_id, 4, self.last_price(instrument), None))
+                last = self.last_price(instrument)
+                if session.mkt_last.get(req_id) == last:
+                    continue
+                session.mkt_last[req_id] = last
+                for tick_type, price in ((1, round(last - 0.01, 2)), (2, round(last + 0.01, 2)), (4, last)):
+                    session.send(outgoing.tick_price(req_id, tick_type, price, "100", 0))
 
     def _push_account_summary(self) -> None:
-        self.state.summary_dirty = False
+        """The account changed (a fill, a new day): summaries and every subscription again."""
+        self.state.cash_account.summary_dirty = False
+        self._push_subscriptions()
         for session in list(self._sessions):
             for req_id, tags in session.summary_subs.items():
-                for msg in self.state.summary_messages(req_id, tags):
+                for msg in self.state.cash_account.summary_messages(req_id, tags):
                     session.send(msg)
 
     def _deliver(self, out: list[Outbound]) -> None:
@@ -467,108 +457,22 @@ class SimGateway:
             if session is not None:
                 session.send(item.data)
 
-    # ------------------------------------------------------------------ faults
-
-    def drop_connections(self) -> None:
-        """Close every client connection now; the listener stays up."""
-        self._call(self._adrop())
-
-    async def _adrop(self) -> None:
-        log.warning("fault: dropping %d connection(s)", len(self._sessions))
-        self._drop_all()
-
-    def _drop_all(self) -> None:
-        for session in list(self._sessions):
-            session.close()
-        self._sessions.clear()
-        self._by_client.clear()
-        self._notify()
-
-    def outage(self, seconds: float) -> None:
-        """Drop every connection and refuse new ones for ``seconds`` (a gateway outage)."""
-        self._call(self._aoutage(seconds, "outage"))
-
-    def restart(self, seconds: float = 2.0) -> None:
-        """IBC-style restart: down for ``seconds``, then up again with the same account state."""
-        self._call(self._aoutage(seconds, "IBC restart"))
-
-    async def _aoutage(self, seconds: float, what: str) -> None:
-        if seconds < 0:
-            raise SimInputError("outage seconds must be >= 0")
-        log.warning("fault: %s, refusing connections for %.1f s", what, seconds)
-        if self._reopen_handle is not None:
-            self._reopen_handle.cancel()
-        await self._close_listener()
-        self._drop_all()
-        assert self._loop is not None
-        self._reopen_handle = self._loop.call_later(seconds, lambda: self._spawn(self._reopen()))
-
-    async def _reopen(self) -> None:
-        self._reopen_handle = None
-        while self._server is None:
-            try:
-                await self._listen(self.port)
-                log.warning("listener back on port %s", self.port)
-            except OSError as exc:
-                log.error("cannot reopen port %s (%s); retrying", self.port, exc)
-                await asyncio.sleep(1.0)
-
-    def wait_listening(self, timeout: float = 30.0) -> bool:
-        """Block until the listener accepts connections again (after an outage or restart)."""
-        return self.wait_for(lambda: self._listening, timeout)
-
-    def send_error(self, code: int, req_id: int = -1, text: str | None = None) -> None:
-        """Send error ``code`` (e.g. 1100, 1101, 1102) to every connected client."""
-        self._call(self._asend_error(code, req_id, text))
-
-    async def _asend_error(self, code: int, req_id: int, text: str | None) -> None:
-        message = text if text is not None else ERROR_TEXTS.get(code, f"Simulated error {code}")
-        log.warning("fault: sending error %s to %d client(s)", code, len(self._by_client))
-        for session in list(self._by_client.values()):
-            session.send(wire.error(req_id, code, message, _millis()))
-
-    def hold_fills(self, on: bool = True) -> None:
-        """While on, accepted orders are not filled: they stay Submitted (an order in flight).
-
-        Nothing fills meanwhile, not even a crossed limit order; :meth:`release_fills` ends it.
-        """
-        self._call(self._ahold_fills(on))
-
-    async def _ahold_fills(self, on: bool) -> None:
-        log.warning("fault: hold fills %s", "on" if on else "off")
-        self.state.holding_fills = on
-
-    def release_fills(self) -> None:
-        """Stop holding fills and fill every open order that would have filled on arrival."""
-        self._call(self._arelease_fills())
-
-    async def _arelease_fills(self) -> None:
-        log.warning("fault: releasing held fills")
-        self._deliver(self.state.release_fills())
-        if self.state.summary_dirty:
-            self._push_account_summary()
-        self._notify()
-
-    def stall(self, on: bool = True) -> None:
-        """While on, new connections are accepted but the handshake is never answered."""
-        self._stalled = on
-        log.warning("fault: stall %s", "on" if on else "off")
-
     # ------------------------------------------------------------------ sessions
 
     async def _handle_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = "%s:%s" % (writer.get_extra_info("peername") or ("?", "?"))[:2]
-        session = _Session(reader, writer, peer)
+        peer = "{}:{}".format(*(writer.get_extra_info("peername") or ("?", "?"))[:2])
+        session = ClientSession(reader, writer, peer)
         self._sessions.add(session)
         try:
             if self._stalled:
                 log.info("connection from %s stalled (fault)", peer)
+                self.stalled_connections += 1
                 while await reader.read(4096):
                     pass
                 return
             if await self._handshake(session):
                 await self._serve(session)
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError):
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             pass
         except asyncio.CancelledError:
             raise
@@ -578,425 +482,9 @@ class SimGateway:
             self._forget(session)
             session.close()
 
-    def _forget(self, session: _Session) -> None:
+    def _forget(self, session: ClientSession) -> None:
         self._sessions.discard(session)
         if session.client_id is not None and self._by_client.get(session.client_id) is session:
             del self._by_client[session.client_id]
             log.info("client %s (%s) disconnected", session.client_id, session.peer)
         self._notify()
-
-    async def _handshake(self, session: _Session) -> bool:
-        reader = session.reader
-        prefix = await asyncio.wait_for(reader.readexactly(4), HANDSHAKE_TIMEOUT)
-        if prefix != wire.API_PREFIX:
-            log.warning("connection from %s: bad handshake prefix %r, closing", session.peer, prefix)
-            return False
-        (size,) = struct.unpack("!I", await asyncio.wait_for(reader.readexactly(4), HANDSHAKE_TIMEOUT))
-        if not 0 < size <= 1024:
-            log.warning("connection from %s: bad handshake length %d, closing", session.peer, size)
-            return False
-        text = (await asyncio.wait_for(reader.readexactly(size), HANDSHAKE_TIMEOUT)).decode("ascii", "replace")
-        try:
-            low, high = wire.parse_client_versions(text)
-        except wire.WireError:
-            log.warning("connection from %s: bad version string %r, closing", session.peer, text)
-            return False
-        if not low <= wire.SERVER_VERSION <= high:
-            log.warning("connection from %s: versions %s..%s exclude %s, closing",
-                        session.peer, low, high, wire.SERVER_VERSION)
-            return False
-        now = dt.datetime.now(dt.UTC)
-        session.send(wire.handshake_reply(now.strftime("%Y%m%d %H:%M:%S") + " UTC"))
-        self.handshakes += 1
-        return True
-
-    async def _serve(self, session: _Session) -> None:
-        reader = session.reader
-        while not session.closed:
-            (size,) = struct.unpack("!I", await reader.readexactly(4))
-            if size == 0 or size > wire.MAX_MSG_LEN:
-                session.send(wire.error(-1, 507, f"Bad message length: {size}", _millis()))
-                log.warning("client %s: bad message length %d, closing", session.peer, size)
-                return
-            payload = await reader.readexactly(size)
-            try:
-                values = wire.split_fields(payload)
-                msg_id = int(values[0])
-            except (wire.WireError, ValueError, IndexError):
-                session.send(wire.error(-1, 320, "Error reading request: malformed message", _millis()))
-                log.warning("client %s: malformed message %r, closing", session.peer, payload[:80])
-                return
-            if not session.started and msg_id != wire.OUT.START_API:
-                log.info("client %s: message %s before START_API ignored", session.peer, msg_id)
-                continue
-            handler = self._handlers.get(msg_id)
-            if handler is None:
-                session.send(wire.error(-1, 505, f"Fatal Error: Unknown message id {msg_id}.", _millis()))
-                log.warning("client %s: unknown message id %s", session.peer, msg_id)
-                continue
-            try:
-                handler(self, session, wire.Fields(values[1:]))
-            except wire.WireError as exc:
-                session.send(wire.error(-1, 320, f"Error reading request: {exc}", _millis()))
-                log.warning("client %s: bad request %s: %s", session.peer, msg_id, exc)
-            except Exception:  # noqa: BLE001
-                log.exception("client %s: request %s failed", session.peer, msg_id)
-                session.send(wire.error(-1, 320, f"Error processing request {msg_id}", _millis()))
-            self._notify()
-            try:
-                await asyncio.wait_for(session.writer.drain(), 30)
-            except (ConnectionError, asyncio.TimeoutError):
-                return
-
-    # ------------------------------------------------------------------ request handlers
-
-    def _on_start_api(self, session: _Session, f: wire.Fields) -> None:
-        f.skip()
-        client_id = f.int()
-        if session.started:
-            return
-        other = self._by_client.get(client_id)
-        if other is not None and not other.closed:
-            session.send(wire.error(
-                -1, 326, "Unable to connect as the client id is already in use. Retry with a unique client id.",
-                _millis()))
-            log.warning("client id %s already in use (%s), closing %s", client_id, other.peer, session.peer)
-            session.close()
-            return
-        session.client_id = client_id
-        session.started = True
-        self._by_client[client_id] = session
-        self.api_connections += 1
-        log.info("client %s connected from %s", client_id, session.peer)
-        session.send(wire.managed_accounts([self.account]))
-        session.send(wire.next_valid_id(self.state.next_valid_id()))
-        for code in (2104, 2106, 2158):
-            session.send(wire.error(-1, code, ERROR_TEXTS[code], _millis()))
-
-    def _on_req_ids(self, session: _Session, f: wire.Fields) -> None:
-        session.send(wire.next_valid_id(self.state.next_valid_id()))
-
-    def _on_market_data_type(self, session: _Session, f: wire.Fields) -> None:
-        f.skip()
-        f.int()
-
-    def _on_current_time(self, session: _Session, f: wire.Fields) -> None:
-        session.send(wire.current_time(int(time.time())))
-
-    def _on_managed_accounts(self, session: _Session, f: wire.Fields) -> None:
-        session.send(wire.managed_accounts([self.account]))
-
-    @staticmethod
-    def _contract_fields(f: wire.Fields) -> dict[str, Any]:
-        con_id = f.int()
-        symbol, sec_type = f.str(), f.str()
-        f.skip(3)  # lastTradeDateOrContractMonth, strike, right
-        f.skip()  # multiplier
-        exchange, primary, currency, local, _trading_class = f.str(), f.str(), f.str(), f.str(), f.str()
-        return {"con_id": con_id, "symbol": symbol, "sec_type": sec_type, "exchange": exchange,
-                "primary_exchange": primary, "currency": currency, "local_symbol": local}
-
-    def _find(self, c: dict[str, Any]) -> Instrument | None:
-        return self.market.find(
-            con_id=c["con_id"], symbol=c["symbol"], local_symbol=c["local_symbol"], currency=c["currency"],
-            primary_exchange=c["primary_exchange"], sec_type=c["sec_type"])
-
-    def _find_or_reject(self, session: _Session, req_id: int, contract: dict[str, Any]) -> Instrument | None:
-        """The instrument the request names, or None after answering error 200 as IB does."""
-        instrument = self._find(contract)
-        if instrument is None:
-            session.send(wire.error(req_id, 200, "No security definition has been found for the request", _millis()))
-        return instrument
-
-    def _on_contract_details(self, session: _Session, f: wire.Fields) -> None:
-        f.skip()
-        req_id = f.int()
-        instrument = self._find_or_reject(session, req_id, self._contract_fields(f))
-        if instrument is None:
-            return
-        session.send(wire.contract_data(req_id, instrument.contract))
-        session.send(wire.contract_data_end(req_id))
-
-    def _on_account_summary(self, session: _Session, f: wire.Fields) -> None:
-        f.skip()
-        req_id = f.int()
-        f.str()  # group
-        tags_text = f.str()
-        tags = {t.strip() for t in tags_text.split(",") if t.strip()} or None
-        session.summary_subs[req_id] = tags
-        for msg in self.state.summary_messages(req_id, tags):
-            session.send(msg)
-        session.send(wire.account_summary_end(req_id))
-
-    def _on_cancel_account_summary(self, session: _Session, f: wire.Fields) -> None:
-        f.skip()
-        session.summary_subs.pop(f.int(), None)
-
-    def _on_positions(self, session: _Session, f: wire.Fields) -> None:
-        for msg in self.state.position_messages():
-            session.send(msg)
-
-    def _on_noop(self, session: _Session, f: wire.Fields) -> None:
-        return None
-
-    def _on_open_orders(self, session: _Session, f: wire.Fields) -> None:
-        for msg in self.state.open_orders(session.client_id):
-            session.send(msg)
-
-    def _on_all_open_orders(self, session: _Session, f: wire.Fields) -> None:
-        for msg in self.state.open_orders(None):
-            session.send(msg)
-
-    def _on_executions(self, session: _Session, f: wire.Fields) -> None:
-        f.skip()
-        req_id = f.int()
-        flt = {"client_id": f.int(), "acct_code": f.str(), "time": f.str(), "symbol": f.str(),
-               "sec_type": f.str(), "exchange": f.str(), "side": f.str()}
-        for msg in self.state.executions(req_id, flt):
-            session.send(msg)
-
-    def _on_historical_data(self, session: _Session, f: wire.Fields) -> None:
-        req_id = f.int()
-        contract = self._contract_fields(f)
-        f.skip()  # includeExpired
-        end_text, bar_size, duration = f.str(), f.str(), f.str()
-        f.skip()  # useRTH
-        f.str()  # whatToShow
-        f.skip()  # formatDate
-        keep = f.bool()
-        instrument = self._find_or_reject(session, req_id, contract)
-        if instrument is None:
-            return
-        if bar_size.strip().lower() not in ("1 day", "1 days"):
-            session.send(wire.error(
-                req_id, 162,
-                f"Historical Market Data Service error message:bar size {bar_size!r} is not available "
-                "(the simulator replays daily bars)", _millis()))
-            return
-        try:
-            span = _duration_days(duration)
-            end = _parse_end(end_text)
-        except ValueError as exc:
-            session.send(wire.error(req_id, 321, f"Error validating request:{exc}", _millis()))
-            return
-        current = self.current_date
-        last = current if end is None or end >= current else end
-        first = last - dt.timedelta(days=span - 1)
-        bars = []
-        for bar in instrument.bars_between(first, last):
-            fraction = self._pos.fraction if bar.date == current else 1.0
-            o, h, l, c, v = bar.forming(fraction)
-            bars.append(bar_view(bar.date.strftime("%Y%m%d"), o, h, l, c, v))
-        session.send(wire.historical_data(req_id, bars))
-        session.send(wire.historical_data_end(
-            req_id, first.strftime("%Y%m%d") + " 00:00:00 UTC", last.strftime("%Y%m%d") + " 23:59:59 UTC"))
-        if keep and end is None:
-            session.hist_subs[req_id] = _HistSub(req_id, instrument, True)
-
-    def _on_cancel_historical_data(self, session: _Session, f: wire.Fields) -> None:
-        f.skip()
-        session.hist_subs.pop(f.int(), None)
-
-    def _on_realtime_bars(self, session: _Session, f: wire.Fields) -> None:
-        f.skip()
-        req_id = f.int()
-        instrument = self._find_or_reject(session, req_id, self._contract_fields(f))
-        if instrument is None:
-            return
-        session.rtb_subs[req_id] = (instrument, 0)
-
-    def _on_cancel_realtime_bars(self, session: _Session, f: wire.Fields) -> None:
-        f.skip()
-        session.rtb_subs.pop(f.int(), None)
-
-    def _on_mkt_data(self, session: _Session, f: wire.Fields) -> None:
-        f.skip()
-        req_id = f.int()
-        contract = self._contract_fields(f)
-        if f.bool():  # deltaNeutralContract present
-            f.skip(3)
-        f.str()  # genericTickList
-        snapshot = f.bool()
-        instrument = self._find_or_reject(session, req_id, contract)
-        if instrument is None:
-            return
-        last = self.last_price(instrument)
-        size = "100"
-        session.send(wire.market_data_type(req_id, 1))
-        session.send(wire.tick_price(req_id, 1, round(last - 0.01, 2), size, 0))
-        session.send(wire.tick_price(req_id, 2, round(last + 0.01, 2), size, 0))
-        session.send(wire.tick_price(req_id, 4, last, size, 0))
-        if snapshot:
-            session.send(wire.tick_snapshot_end(req_id))
-        else:
-            session.mkt_subs[req_id] = instrument
-
-    def _on_cancel_mkt_data(self, session: _Session, f: wire.Fields) -> None:
-        f.skip()
-        session.mkt_subs.pop(f.int(), None)
-
-    def _on_place_order(self, session: _Session, f: wire.Fields) -> None:
-        order_id = f.int()
-        contract = self._contract_fields(f)
-        f.skip(2)  # secIdType, secId
-        action = f.str().upper()
-        quantity = f.decimal()
-        order_type = f.str().upper()
-        limit_price = f.float()
-        aux_price = f.float()
-        tif = f.str().upper()
-        f.str()  # ocaGroup
-        account = f.str()
-        f.str()  # openClose
-        f.str()  # origin
-        order_ref = f.str()
-        transmit = f.bool()
-        f.str()  # parentId
-        f.skip(4)  # blockOrder, sweepToFill, displaySize, triggerMethod
-        outside_rth = f.bool()
-        req = PlaceRequest(
-            order_id=order_id, action=action, quantity=quantity, order_type=order_type,
-            limit_price=limit_price, aux_price=aux_price, tif=tif, account=account, order_ref=order_ref,
-            transmit=transmit, outside_rth=outside_rth, **contract,
-        )
-        assert session.client_id is not None
-        self._deliver(self.state.place(session.client_id, req))
-        if self.state.summary_dirty:
-            self._push_account_summary()
-
-    def _on_cancel_order(self, session: _Session, f: wire.Fields) -> None:
-        order_id = f.int()
-        manual_time = f.str() if len(f) > 1 else ""
-        assert session.client_id is not None
-        self._deliver(self.state.cancel(session.client_id, order_id, {"manual_order_cancel_time": manual_time}))
-
-    def _on_global_cancel(self, session: _Session, f: wire.Fields) -> None:
-        assert session.client_id is not None
-        self._deliver(self.state.global_cancel(session.client_id))
-
-    _handlers: dict[int, Callable[[SimGateway, _Session, wire.Fields], None]] = {
-        wire.OUT.START_API: _on_start_api,
-        wire.OUT.REQ_IDS: _on_req_ids,
-        wire.OUT.REQ_MARKET_DATA_TYPE: _on_market_data_type,
-        wire.OUT.REQ_CURRENT_TIME: _on_current_time,
-        wire.OUT.REQ_MANAGED_ACCTS: _on_managed_accounts,
-        wire.OUT.REQ_CONTRACT_DATA: _on_contract_details,
-        wire.OUT.REQ_ACCOUNT_SUMMARY: _on_account_summary,
-        wire.OUT.CANCEL_ACCOUNT_SUMMARY: _on_cancel_account_summary,
-        wire.OUT.REQ_POSITIONS: _on_positions,
-        wire.OUT.CANCEL_POSITIONS: _on_noop,
-        wire.OUT.REQ_OPEN_ORDERS: _on_open_orders,
-        wire.OUT.REQ_ALL_OPEN_ORDERS: _on_all_open_orders,
-        wire.OUT.REQ_EXECUTIONS: _on_executions,
-        wire.OUT.REQ_HISTORICAL_DATA: _on_historical_data,
-        wire.OUT.CANCEL_HISTORICAL_DATA: _on_cancel_historical_data,
-        wire.OUT.REQ_REAL_TIME_BARS: _on_realtime_bars,
-        wire.OUT.CANCEL_REAL_TIME_BARS: _on_cancel_realtime_bars,
-        wire.OUT.REQ_MKT_DATA: _on_mkt_data,
-        wire.OUT.CANCEL_MKT_DATA: _on_cancel_mkt_data,
-        wire.OUT.PLACE_ORDER: _on_place_order,
-        wire.OUT.CANCEL_ORDER: _on_cancel_order,
-        wire.OUT.REQ_GLOBAL_CANCEL: _on_global_cancel,
-    }
-
-    # ------------------------------------------------------------------ control interface
-
-    async def _handle_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while line := await reader.readline():
-                try:
-                    request = json.loads(line)
-                    if not isinstance(request, dict):
-                        raise ValueError("expected a JSON object")
-                    reply = {"ok": True, **(await self._control_command(request))}
-                except Exception as exc:  # noqa: BLE001 - report every failure to the caller
-                    reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-                writer.write((json.dumps(reply, default=str) + "\n").encode())
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    async def _control_command(self, request: dict[str, Any]) -> dict[str, Any]:
-        cmd = request.get("cmd")
-        if cmd == "ping":
-            return {}
-        if cmd == "status":
-            return {"port": self.port, "listening": self._listening, "mode": self.mode, "account": self.account,
-                    "date": self.current_date.isoformat(), "clients": sorted(self._by_client),
-                    "api_connections": self.api_connections, "stalled": self._stalled,
-                    "state": self.state.snapshot()}
-        if cmd == "ledger":
-            return {"ledger": self.state.ledger}
-        if cmd == "drop":
-            await self._adrop()
-            return {}
-        if cmd in ("outage", "restart"):
-            default = 2.0 if cmd == "restart" else 10.0
-            await self._aoutage(float(request.get("seconds", default)), "IBC restart" if cmd == "restart" else cmd)
-            return {}
-        if cmd == "error":
-            await self._asend_error(int(request["code"]), int(request.get("req_id", -1)), request.get("text"))
-            return {}
-        if cmd == "stall":
-            self.stall(bool(request.get("on", True)))
-            return {}
-        if cmd == "advance":
-            self.clock.advance(int(request.get("days", 1)))
-            await self._sync()
-            return {"date": self.current_date.isoformat()}
-        raise ValueError(f"unknown command {cmd!r}")
-
-
-class ControlClient:
-    """A client for the JSON-lines control interface of a simulator in another process."""
-
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
-        self._sock = socket.create_connection((host, port), timeout=timeout)
-        self._file = self._sock.makefile("rwb")
-
-    def call(self, cmd: str, **params: Any) -> dict[str, Any]:
-        """Send one command; return the reply, raising :class:`RuntimeError` if it failed."""
-        self._file.write((json.dumps({"cmd": cmd, **params}) + "\n").encode())
-        self._file.flush()
-        line = self._file.readline()
-        if not line:
-            raise ConnectionError("the simulator closed the control connection")
-        reply = json.loads(line)
-        if not reply.get("ok"):
-            raise RuntimeError(reply.get("error", "control command failed"))
-        return reply
-
-    def close(self) -> None:
-        self._file.close()
-        self._sock.close()
-
-    def __enter__(self) -> ControlClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _duration_days(text: str) -> int:
-    """``"N S|D|W|M|Y"`` → calendar days covered (at least 1)."""
-    parts = text.split()
-    if len(parts) != 2 or not parts[0].isdigit():
-        raise ValueError(f"bad duration {text!r}")
-    n, unit = int(parts[0]), parts[1].upper()
-    days = {"S": n / 86_400, "D": n, "W": 7 * n, "M": 31 * n, "Y": 366 * n}.get(unit)
-    if days is None:
-        raise ValueError(f"bad duration unit in {text!r}")
-    return max(1, int(-(-days // 1)))
-
-
-def _parse_end(text: str) -> dt.date | None:
-    """endDateTime: empty (now), ``YYYYMMDD HH:MM:SS [zone]`` or ``YYYYMMDD-HH:MM:SS``."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        return dt.datetime.strptime(text[:8], "%Y%m%d").date()
-    except ValueError:
-        raise ValueError(f"bad endDateTime {text!r}") from None

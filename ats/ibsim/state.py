@@ -1,178 +1,60 @@
-"""Gateway state that outlives any TCP session: account, orders, executions, positions, ledger.
+"""The simulated account's orders: placed, modified, funded, filled and cancelled, across TCP sessions.
 
-Everything a restarted client must see again lives here, not in a socket session: open orders
-(with their permIds), executions with their commission reports, positions and cash.  The state
-is a cash account: a BUY that costs more than the available cash, or a SELL of more than the
-position, is rejected with error 201.
+Everything a restarted client must see again lives in :class:`GatewayState`, not in a socket
+session: open orders (with their permIds), and through its :class:`~ats.ibsim.account.CashAccount`
+executions with their commission reports, positions and cash.  Orders are handled as IB handles
+them (order types, time in force, brackets, OCA groups, what-if, per-client ids and IB's reject
+codes, see :mod:`ats.ibsim.orders`); a cash account's funds: a BUY that costs more than the
+available cash, or a SELL of more than the position, is rejected with error 201.  When the
+replayed price path fills them is :mod:`ats.ibsim.book`'s part.  Executions carry the market
+clock's time (the replayed day and time of day), as the bars do.
 
 Methods run on the server's event loop thread and return :class:`Outbound` messages, i.e.
-``(client_id, bytes)`` pairs the server delivers to the sessions of that client id.  The ledger
-(every placeOrder/cancelOrder that reached the simulator) is also readable from other threads.
+``(client_id, message)`` pairs the server delivers to the sessions of that client id.  Every
+order request is also written to the :class:`~ats.ibsim.ledger.OrderLedger`, readable from other
+threads.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import json
 import logging
-import math
-import threading
-from dataclasses import dataclass
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
-from ats.ibsim import wire
+from ats.ibsim import book, outgoing
+from ats.ibsim.account import CashAccount, PositionState, commission_for
+from ats.ibsim.book import SimOrder
+from ats.ibsim.ledger import OrderLedger
 from ats.ibsim.market import Instrument, Market, Position
+from ats.ibsim.orders import PlaceRequest, Rejected, good_till, ledger_result, validate
+
+__all__ = ["GatewayState", "Outbound"]
+
 
 log = logging.getLogger("ats.ibsim")
-
-OPEN_STATUSES = ("PreSubmitted", "Submitted")
-COMMISSION_PER_SHARE = 0.005
-COMMISSION_MIN = 1.00
-COMMISSION_MAX_RATE = 0.01
-SUMMARY_TAGS = (
-    "AccountType", "NetLiquidation", "TotalCashValue", "SettledCash", "AccruedCash", "BuyingPower",
-    "EquityWithLoanValue", "PreviousDayEquityWithLoanValue", "GrossPositionValue", "ReqTEquity",
-    "ReqTMargin", "SMA", "InitMarginReq", "MaintMarginReq", "AvailableFunds", "ExcessLiquidity",
-    "Cushion", "FullInitMarginReq", "FullMaintMarginReq", "FullAvailableFunds", "FullExcessLiquidity",
-    "LookAheadNextChange", "LookAheadInitMarginReq", "LookAheadMaintMarginReq",
-    "LookAheadAvailableFunds", "LookAheadExcessLiquidity", "HighestSeverity", "DayTradesRemaining",
-    "Leverage",
-)
-
 
 class Outbound(NamedTuple):
     """One message for the sessions of ``client_id``."""
 
     client_id: int
-    data: bytes
-
-
-def commission_for(shares: Decimal, price: float) -> float:
-    """IB fixed tier: USD 0.005 per share, at least 1.00, at most 1 % of the trade value."""
-    value = float(shares) * price
-    return round(min(max(float(shares) * COMMISSION_PER_SHARE, COMMISSION_MIN), value * COMMISSION_MAX_RATE), 2)
+    data: outgoing.OutMsg
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _ib_time(moment: dt.datetime) -> str:
-    return moment.strftime("%Y%m%d %H:%M:%S") + " UTC"
-
-
 def _millis() -> int:
     return int(_now().timestamp() * 1000)
 
 
-@dataclass
-class SimOrder:
-    """An order the simulator accepted."""
-
-    order_id: int
-    client_id: int
-    perm_id: int
-    instrument: Instrument
-    action: str
-    quantity: Decimal
-    order_type: str
-    limit_price: float | None
-    tif: str
-    account: str
-    order_ref: str
-    outside_rth: bool
-    placed_at: Position
-    expires_after_day: int
-    status: str = "Submitted"
-    filled: Decimal = Decimal(0)
-    avg_fill_price: float = 0.0
-    last_fill_price: float = 0.0
-
-    @property
-    def remaining(self) -> Decimal:
-        return self.quantity - self.filled
-
-    @property
-    def is_open(self) -> bool:
-        return self.status in OPEN_STATUSES
-
-    def view(self) -> wire.OrderView:
-        return wire.OrderView(
-            order_id=self.order_id, client_id=self.client_id, perm_id=self.perm_id, action=self.action,
-            quantity=self.quantity, order_type=self.order_type,
-            limit_price=self.limit_price if self.order_type == "LMT" else None, aux_price=None,
-            tif=self.tif, account=self.account, order_ref=self.order_ref, status=self.status,
-            outside_rth=self.outside_rth,
-        )
-
-
-@dataclass
-class SimFill:
-    """One execution and its commission report."""
-
-    exec_id: str
-    order: SimOrder
-    time: dt.datetime
-    shares: Decimal
-    price: float
-    cum_qty: Decimal
-    avg_price: float
-    commission: float
-    realized_pnl: float | None
-
-    def view(self) -> wire.ExecView:
-        o = self.order
-        return wire.ExecView(
-            exec_id=self.exec_id, order_id=o.order_id, client_id=o.client_id, perm_id=o.perm_id,
-            time=_ib_time(self.time), account=o.account, side="BOT" if o.action == "BUY" else "SLD",
-            shares=self.shares, price=self.price, cum_qty=self.cum_qty, avg_price=self.avg_price,
-            order_ref=o.order_ref,
-        )
-
-
-@dataclass
-class PositionState:
-    quantity: Decimal = Decimal(0)
-    avg_cost: float = 0.0  # per share, commissions included (as IB reports it)
-
-
-@dataclass
-class PlaceRequest:
-    """The placeOrder fields the simulator uses (parsed from OUT 3)."""
-
-    order_id: int
-    con_id: int
-    symbol: str
-    sec_type: str
-    exchange: str
-    primary_exchange: str
-    currency: str
-    local_symbol: str
-    action: str
-    quantity: Decimal | None
-    order_type: str
-    limit_price: float | None
-    aux_price: float | None
-    tif: str
-    account: str
-    order_ref: str
-    transmit: bool
-    outside_rth: bool
-
-
-class Rejected(Exception):
-    """An order the simulator refuses; carries the IB error code and text."""
-
-    def __init__(self, code: int, text: str) -> None:
-        super().__init__(text)
-        self.code = code
-        self.text = text
-
 
 class GatewayState:
-    """Account, orders, executions, positions, permIds and the order ledger."""
+    """Orders, permIds and order ids; the cash account and the order ledger they act on."""
 
     def __init__(
         self,
@@ -185,41 +67,15 @@ class GatewayState:
         perm_id_base: int = 900_000,
     ) -> None:
         self.market = market
-        self.account = account
-        self.cash = round(float(cash), 2)
-        self.initial_cash = self.cash
+        self.cash_account = CashAccount(market, account, cash, last_price)
+        self.order_ledger = OrderLedger(ledger_path)
         self._last_price = last_price
         self._position = position
         self.orders: dict[tuple[int, int], SimOrder] = {}
-        self.fills: list[SimFill] = []
-        self.positions: dict[int, PositionState] = {}
         self._next_perm_id = perm_id_base + 1
-        self._next_exec = 1
-        self.max_order_id = 0
-        self._ledger: list[dict[str, Any]] = []
-        self._ledger_lock = threading.Lock()
-        self.ledger_path = ledger_path
-        self.summary_dirty = False
+        self.max_order_id = 0  # the highest order id any client used (nextValidId follows it)
+        self._max_id_by_client: dict[int, int] = {}
         self.holding_fills = False  # fault: accepted orders stay Submitted until release_fills()
-
-    # ------------------------------------------------------------------ ledger
-
-    @property
-    def ledger(self) -> list[dict[str, Any]]:
-        """A copy of every order request that reached the simulator, oldest first."""
-        with self._ledger_lock:
-            return [dict(entry) for entry in self._ledger]
-
-    def _record(self, entry: dict[str, Any]) -> None:
-        with self._ledger_lock:
-            entry["seq"] = len(self._ledger) + 1
-            self._ledger.append(entry)
-        if self.ledger_path is not None:
-            try:
-                with self.ledger_path.open("a", encoding="utf-8") as out:
-                    out.write(json.dumps(entry, sort_keys=True, default=str) + "\n")
-            except OSError as exc:
-                log.error("cannot append to ledger %s: %s", self.ledger_path, exc)
 
     # ------------------------------------------------------------------ ids
 
@@ -231,135 +87,315 @@ class GatewayState:
         self._next_perm_id += 1
         return perm_id
 
-    # ------------------------------------------------------------------ account values
-
-    def position_value(self) -> float:
-        total = 0.0
-        for con_id, pos in self.positions.items():
-            instrument = self._instrument_by_con_id(con_id)
-            if instrument is not None and pos.quantity:
-                total += float(pos.quantity) * self._last_price(instrument)
-        return round(total, 2)
-
-    def reserved_cash(self) -> float:
-        """Cash held back for open BUY orders (limit price × remaining, plus commission)."""
-        total = 0.0
-        for order in self.orders.values():
-            if order.is_open and order.action == "BUY":
-                price = order.limit_price or self._last_price(order.instrument)
-                total += float(order.remaining) * price + commission_for(order.remaining, price)
-        return round(total, 2)
-
-    def summary_values(self) -> dict[str, tuple[str, str]]:
-        """tag → (value, currency) for every account summary tag the simulator reports."""
-        cash = self.cash
-        gross = self.position_value()
-        net = round(cash + gross, 2)
-        usd = {
-            "NetLiquidation": net, "TotalCashValue": cash, "SettledCash": cash, "AccruedCash": 0.0,
-            "BuyingPower": cash, "EquityWithLoanValue": net, "PreviousDayEquityWithLoanValue": net,
-            "GrossPositionValue": gross, "ReqTEquity": net, "ReqTMargin": gross, "SMA": cash,
-            "InitMarginReq": gross, "MaintMarginReq": gross, "AvailableFunds": cash,
-            "ExcessLiquidity": cash, "FullInitMarginReq": gross, "FullMaintMarginReq": gross,
-            "FullAvailableFunds": cash, "FullExcessLiquidity": cash, "LookAheadInitMarginReq": gross,
-            "LookAheadMaintMarginReq": gross, "LookAheadAvailableFunds": cash,
-            "LookAheadExcessLiquidity": cash,
-        }
-        values = {tag: (f"{value:.2f}", "USD") for tag, value in usd.items()}
-        values["AccountType"] = ("INDIVIDUAL", "")
-        values["Cushion"] = (f"{(cash / net) if net else 1.0:.6f}", "")
-        values["LookAheadNextChange"] = ("0", "")
-        values["HighestSeverity"] = ("0", "")
-        values["DayTradesRemaining"] = ("-1", "")
-        values["Leverage"] = (f"{(gross / net) if net else 0.0:.4f}", "")
-        return values
-
-    def summary_messages(self, req_id: int, tags: set[str] | None) -> list[bytes]:
-        return [
-            wire.account_summary(req_id, self.account, tag, value, currency)
-            for tag, (value, currency) in self.summary_values().items()
-            if tags is None or tag in tags
-        ]
-
     # ------------------------------------------------------------------ placing
 
-    def _instrument_by_con_id(self, con_id: int) -> Instrument | None:
-        for instrument in self.market.instruments.values():
-            if instrument.contract.con_id == con_id:
-                return instrument
-        return None
-
     def place(self, client_id: int, req: PlaceRequest) -> list[Outbound]:
-        """Handle OUT 3: accept (and maybe fill), modify, or reject with error 201."""
+        """Handle OUT 3: accept (hold, work or fill), modify, answer a what-if, or reject."""
+        at = self._position()
         entry: dict[str, Any] = {
-            "kind": "place", "time": _now().isoformat(), "client_id": client_id, "order_id": req.order_id,
+            "kind": "what_if" if req.what_if else "place", "time": _now().isoformat(),
+            "market_time": self._market_time(at).isoformat(), "client_id": client_id, "order_id": req.order_id,
             "con_id": req.con_id, "symbol": req.symbol or req.local_symbol, "sec_type": req.sec_type,
             "exchange": req.exchange, "primary_exchange": req.primary_exchange, "action": req.action,
             "quantity": str(req.quantity) if req.quantity is not None else None,
-            "order_type": req.order_type, "limit_price": req.limit_price, "tif": req.tif,
-            "account": req.account, "order_ref": req.order_ref,
+            "order_type": req.order_type, "limit_price": req.limit_price, "aux_price": req.aux_price,
+            "tif": req.tif, "account": req.account, "order_ref": req.order_ref,
         }
+        entry.update({name: value for name, value in (
+            ("parent_id", req.parent_id), ("oca_group", req.oca_group), ("oca_type", req.oca_type),
+            ("good_till_date", req.good_till_date), ("trail_stop_price", req.trail_stop_price),
+            ("trailing_percent", req.trailing_percent), ("outside_rth", req.outside_rth)) if value})
+        if not req.transmit:
+            entry["transmit"] = False
         out: list[Outbound] = []
         try:
             existing = self.orders.get((client_id, req.order_id))
-            if existing is not None:
+            if req.what_if:
+                out += self._what_if(client_id, req, entry)
+            elif existing is not None:
                 out += self._modify(existing, req)
                 entry["result"] = "modified"
                 entry["perm_id"] = existing.perm_id
             else:
                 order = self._accept(client_id, req)
-                entry["result"] = "accepted"
                 entry["perm_id"] = order.perm_id
+                out += self._warnings(order)
                 out += self._announce(order)
-                out += self._try_fill_now(order)
-                if order.status == "Filled":
-                    entry["result"] = "filled"
+                if order.transmitted:
+                    out += self._go_live(order)
+                entry["result"] = ledger_result(order)
         except Rejected as exc:
             entry["result"] = "rejected"
+            entry["code"] = exc.code
             entry["reason"] = exc.text
-            self.max_order_id = max(self.max_order_id, req.order_id)
-            out.append(Outbound(client_id, wire.error(req.order_id, exc.code, exc.text, _millis())))
-            log.info("order %s from client %s rejected: %s", req.order_id, client_id, exc.text)
-        self._record(entry)
+            if (client_id, req.order_id) not in self.orders:
+                self._use_id(client_id, req.order_id)
+            out.append(Outbound(client_id, outgoing.error(req.order_id, exc.code, exc.text, _millis())))
+            log.info("order %s from client %s rejected (%s): %s", req.order_id, client_id, exc.code, exc.text)
+        self.order_ledger.record(entry)
         return out
 
-    def _validate(self, req: PlaceRequest) -> tuple[Instrument, Decimal]:
-        if req.sec_type.upper() not in ("STK", ""):
-            raise Rejected(201, f"Order rejected - reason:security type {req.sec_type} is not supported")
-        instrument = self.market.find(
-            con_id=req.con_id, symbol=req.symbol, local_symbol=req.local_symbol, currency=req.currency,
-            primary_exchange=req.primary_exchange, sec_type=req.sec_type,
-        )
-        if instrument is None:
-            raise Rejected(201, "Order rejected - reason:No security definition has been found for the request")
-        if req.account and req.account != self.account:
-            raise Rejected(201, f"Order rejected - reason:account {req.account} is not managed by this gateway")
-        if req.action not in ("BUY", "SELL"):
-            raise Rejected(201, f"Order rejected - reason:invalid action {req.action!r}")
-        qty = req.quantity
-        if qty is None or not qty.is_finite() or qty <= 0:
-            raise Rejected(201, f"Order rejected - reason:invalid quantity {req.quantity}")
-        if req.order_type not in ("MKT", "LMT"):
-            raise Rejected(201, f"Order rejected - reason:order type {req.order_type!r} is not supported")
-        if req.tif not in ("DAY", "GTC", "IOC"):
-            raise Rejected(201, f"Order rejected - reason:time in force {req.tif!r} is not supported")
-        if req.order_type == "LMT" and (req.limit_price is None or not math.isfinite(req.limit_price)
-                                        or req.limit_price <= 0):
-            raise Rejected(201, "Order rejected - reason:a limit order needs a positive limit price")
-        return instrument, qty
+    def _check_new_id(self, client_id: int, order_id: int) -> None:
+        """IB's order ids grow per client: an id at or below one this client used is refused."""
+        if order_id <= 0 or order_id <= self._max_id_by_client.get(client_id, 0):
+            raise Rejected(103, "Duplicate order id")
 
-    def _check_funds(self, instrument: Instrument, action: str, qty: Decimal, limit: float | None,
-                     ignore: SimOrder | None = None) -> None:
-        if action == "BUY":
-            price = self._last_price(instrument) if limit is None else limit
-            if limit is None:
-                price = max(price, self._last_price(instrument))
+    def _use_id(self, client_id: int, order_id: int) -> None:
+        self._max_id_by_client[client_id] = max(self._max_id_by_client.get(client_id, 0), order_id)
+        self.max_order_id = max(self.max_order_id, order_id)
+
+    def _validate(self, req: PlaceRequest) -> tuple[Instrument, Decimal]:
+        return validate(req, self.market, self.cash_account.account, self._market_now())
+
+    def _parent_of(self, order: SimOrder) -> SimOrder | None:
+        return self.orders.get((order.client_id, order.parent_id)) if order.parent_id else None
+
+    def _children_of(self, order: SimOrder) -> list[SimOrder]:
+        return [o for o in self.orders.values()
+                if o.parent_id == order.order_id and o.client_id == order.client_id and o is not order]
+
+    def _waiting_for_parent(self, order: SimOrder) -> bool:
+        parent = self._parent_of(order)
+        return parent is not None and parent.status != "Filled"
+
+    def _working(self, order: SimOrder) -> bool:
+        """Open, transmitted and not held by an unfilled parent: the path can fill it."""
+        return order.is_open and order.transmitted and not self._waiting_for_parent(order)
+
+    def _status_for(self, order: SimOrder) -> str:
+        """IB's status for an open order: Inactive until transmitted, PreSubmitted while held by
+        its parent or while a stop waits for its trigger, Submitted when working."""
+        if not order.transmitted:
+            return "Inactive"
+        if self._waiting_for_parent(order) or order.is_stop:
+            return "PreSubmitted"
+        return "Submitted"
+
+    def _accept(self, client_id: int, req: PlaceRequest) -> SimOrder:
+        self._check_new_id(client_id, req.order_id)
+        instrument, qty = self._validate(req)
+        at = self._position()
+        parent = self.orders.get((client_id, req.parent_id)) if req.parent_id else None
+        if req.parent_id and (parent is None or not parent.is_open):
+            raise Rejected(201, f"Order rejected - reason:Parent order {req.parent_id} is not an open order")
+        # An OPG order waits for the next open; a DAY order placed after the close (fraction 1.0)
+        # lives through the next session.
+        expiry = at.day + 1 if req.tif == "OPG" or at.fraction >= 1.0 else at.day
+        order = SimOrder(
+            order_id=req.order_id, client_id=client_id, perm_id=0, instrument=instrument,
+            action=req.action, quantity=qty, order_type=req.order_type,
+            limit_price=req.limit_price if req.order_type in book.LIMIT_TYPES else None,
+            aux_price=req.aux_price if req.order_type in book.STOP_TYPES and req.aux_price else None,
+            tif=req.tif, account=req.account or self.cash_account.account, order_ref=req.order_ref,
+            outside_rth=req.outside_rth, placed_at=at, expires_after_day=expiry, parent_id=req.parent_id,
+            oca_group=req.oca_group, oca_type=req.oca_type,
+            good_till_date=req.good_till_date if req.tif == "GTD" else "",
+            good_till=good_till(req.good_till_date, self._market_now()) if req.tif == "GTD" else None,
+            trailing_percent=req.trailing_percent if req.order_type == "TRAIL" and not req.aux_price else None,
+            trail_stop=req.trail_stop_price if req.order_type == "TRAIL" and req.trail_stop_price else None,
+            transmitted=req.transmit, active_from=at,
+        )
+        if order.transmitted and not self._waiting_for_parent(order):
+            self._arm(order)
+            self._check_funds(order)
+        order.perm_id = self._new_perm_id()
+        order.status = self._status_for(order)
+        self.orders[(client_id, order.order_id)] = order
+        self._use_id(client_id, order.order_id)
+        log.info(
+            "order %s accepted from client %s: %s %s %s %s %s%s%s (permId %s, ref %s, %s)",
+            order.order_id, client_id, order.action, order.quantity, order.instrument.contract.instrument_id,
+            order.order_type, order.tif, f" lmt {order.limit_price}" if order.limit_price else "",
+            f" aux {order.aux_price}" if order.aux_price else "", order.perm_id, order.order_ref, order.status,
+        )
+        return order
+
+    def _warnings(self, order: SimOrder) -> list[Outbound]:
+        """IB's warnings for an accepted order: 2109 (outsideRth ignored), 399 (held to a later session)."""
+        out: list[Outbound] = []
+        at = order.placed_at
+        if order.outside_rth and (order.order_type in ("MKT", "MOC", "LOC") or order.tif == "OPG"):
+            out.append(Outbound(order.client_id, outgoing.error(
+                order.order_id, 2109, "Order Event Warning: Attribute 'Outside Regular Trading Hours' is ignored "
+                "based on the order type and destination. PlaceOrder is now being processed.", _millis())))
+        later = (order.tif == "OPG" and at.fraction > 0.0) or (order.order_type in book.AUCTION_TYPES and at.fraction >= 1.0)
+        if later:
+            calendar = self.market.calendar
+            next_day = calendar[at.day + 1] if at.day + 1 < len(calendar) else calendar[at.day] + dt.timedelta(days=1)
+            c = order.instrument.contract
+            out.append(Outbound(order.client_id, outgoing.error(
+                order.order_id, 399,
+                f"Order Message:\n{order.action} {order.quantity} {c.symbol} {c.exchange}\nWarning: your order will "
+                f"not be placed at the exchange until {next_day:%Y-%m-%d} 09:30:00 US/Eastern", _millis())))
+        return out
+
+    def _arm(self, order: SimOrder, at: Position | None = None, price: float | None = None) -> None:
+        """The order follows the path from ``at`` (default now) on; a trailing stop starts from
+        ``price`` (default the last price) unless the client gave its trailStopPrice."""
+        order.active_from = at or self._position()
+        if order.order_type == "TRAIL" and order.trail_stop is None:
+            last = price if price is not None else self._last_price(order.instrument)
+            order.trail_stop = book.initial_trail_stop(order, last)
+
+    def _go_live(self, order: SimOrder) -> list[Outbound]:
+        """``order`` was transmitted: transmit its bracket's held parent and siblings with it (IB
+        transmits a whole bracket with its last child), then let each work."""
+        group = [order]
+        parent = self._parent_of(order)
+        if parent is not None:
+            group = [o for o in (parent, *self._children_of(parent)) if o is order or not o.transmitted]
+            group.sort(key=lambda o: o is not parent)
+        out: list[Outbound] = []
+        for member in group:
+            was = member.status
+            member.transmitted = True
+            if member.is_open and not self._waiting_for_parent(member):
+                try:
+                    self._check_funds(member)
+                except Rejected as exc:
+                    out += self._inactivate(member, exc)
+                    continue
+            self._arm(member)
+            member.status = self._status_for(member)
+            if member.status != was:
+                out += self._announce(member)
+        for member in group:
+            out += self._try_fill_now(member)
+        return out
+
+    def _inactivate(self, order: SimOrder, exc: Rejected) -> list[Outbound]:
+        """IB rejects an order it had accepted: status Inactive and the reject's error."""
+        order.status = "Inactive"
+        order.transmitted = True
+        log.info("order %s inactive: %s", order.order_id, exc.text)
+        return [Outbound(order.client_id, outgoing.error(order.order_id, exc.code, exc.text, _millis())),
+                *self._announce(order), *self._cancel_children(order)]
+
+    def _what_if(self, client_id: int, req: PlaceRequest, entry: dict[str, Any]) -> list[Outbound]:
+        """A what-if order: the margin and commission it would cost; nothing placed, nothing held."""
+        self._check_new_id(client_id, req.order_id)
+        instrument, qty = self._validate(req)
+        self._use_id(client_id, req.order_id)
+        at = self._position()
+        order = SimOrder(
+            order_id=req.order_id, client_id=client_id, perm_id=0, instrument=instrument, action=req.action,
+            quantity=qty, order_type=req.order_type, limit_price=req.limit_price, aux_price=req.aux_price,
+            tif=req.tif, account=req.account or self.cash_account.account, order_ref=req.order_ref, outside_rth=req.outside_rth,
+            placed_at=at, expires_after_day=at.day, parent_id=req.parent_id, oca_group=req.oca_group,
+            oca_type=req.oca_type, good_till_date=req.good_till_date, trailing_percent=req.trailing_percent,
+            trail_stop=req.trail_stop_price, status="PreSubmitted",
+        )
+        last = self._last_price(instrument)
+        price = book.limit_price_for_funds(order, last)
+        commission = commission_for(qty, price)
+        # A cash account: the initial and maintenance margin are the value of the positions.
+        held = self.cash_account.positions.get(instrument.contract.con_id, PositionState()).quantity
+        change = float(qty) * price if req.action == "BUY" else -float(min(qty, max(held, Decimal(0)))) * price
+        gross = self.cash_account.position_value()
+        net = float(self.cash_account.summary_values()["NetLiquidation"][0])
+        margin = (f"{gross:.2f}", f"{change:.2f}", f"{gross + change:.2f}")
+        equity = (f"{net:.2f}", f"{-commission:.2f}", f"{net - commission:.2f}")
+        warning = ""
+        try:
+            self._check_funds(order)
+        except Rejected as exc:
+            warning = exc.text.removeprefix("Order rejected - reason:")
+        view = dataclasses.replace(order.view(), what_if=True, init_margin=margin, maint_margin=margin,
+                                   equity_with_loan=equity, commission=commission, warning_text=warning)
+        entry["result"] = "what-if answered; nothing placed"
+        entry.update(init_margin=margin, equity_with_loan=equity, commission=commission)
+        if warning:
+            entry["warning"] = warning
+        log.info("what-if order %s from client %s: margin change %s, commission %.2f (not placed)",
+                 req.order_id, client_id, margin[1], commission)
+        return [Outbound(client_id, outgoing.open_order(view, instrument.contract))]
+
+    def _modify(self, order: SimOrder, req: PlaceRequest) -> list[Outbound]:
+        if order.status == "Filled":
+            raise Rejected(104, "Can't modify a filled order.")
+        if not order.is_open:
+            raise Rejected(103, "Duplicate order id")
+        instrument, qty = self._validate(req)
+        if instrument is not order.instrument or req.action != order.action or req.order_type != order.order_type:
+            raise Rejected(105, "Order being modified does not match original order.")
+        if qty < order.filled:
+            raise Rejected(201, "Order rejected - reason:The new quantity is below the filled quantity")
+        saved = dict(vars(order))
+        order.quantity, order.tif, order.order_ref = qty, req.tif, req.order_ref or order.order_ref
+        order.limit_price = req.limit_price if order.order_type in book.LIMIT_TYPES else None
+        order.aux_price = req.aux_price if order.order_type in book.STOP_TYPES and req.aux_price else None
+        order.outside_rth = req.outside_rth
+        if order.order_type == "TRAIL":
+            order.trailing_percent = req.trailing_percent if not req.aux_price else None
+            if req.trail_stop_price:
+                order.trail_stop = req.trail_stop_price
+        if req.tif == "GTD":
+            order.good_till, order.good_till_date = good_till(req.good_till_date, self._market_now()), req.good_till_date
+        if self._working(order):
+            try:
+                self._check_funds(order)
+            except Rejected:
+                vars(order).update(saved)
+                raise
+        log.info("order %s modified: qty %s lmt %s aux %s tif %s", order.order_id, qty, order.limit_price,
+                 order.aux_price, order.tif)
+        if req.transmit and not order.transmitted:
+            return self._announce(order) + self._go_live(order)
+        return self._announce(order) + self._try_fill_now(order)
+
+    def _announce(self, order: SimOrder) -> list[Outbound]:
+        c = order.instrument.contract
+        return [
+            Outbound(order.client_id, outgoing.open_order(order.view(), c)),
+            Outbound(order.client_id, self._status_msg(order)),
+        ]
+
+    def _status_msg(self, order: SimOrder) -> outgoing.OutMsg:
+        return outgoing.order_status(
+            order.order_id, order.status, order.filled, order.remaining, order.avg_fill_price,
+            order.perm_id, order.last_fill_price, order.client_id, parent_id=order.parent_id,
+        )
+
+    # ------------------------------------------------------------------ funds
+
+    def _group(self, order: SimOrder) -> tuple[Any, ...]:
+        """Orders of one OCA group (or the children of one bracket) can fill only once between them."""
+        if order.oca_group:
+            return ("oca", order.account, order.oca_group)
+        if order.parent_id:
+            return ("bracket", order.client_id, order.parent_id)
+        return ("order", order.client_id, order.order_id)
+
+    def _committed(self, action: str, instrument: Instrument | None, skip: tuple[Any, ...] | None) -> dict[tuple[Any, ...], float]:
+        """Per OCA group, the most the working orders of ``action`` can take: shares (SELL) or cash (BUY)."""
+        groups: dict[tuple[Any, ...], float] = {}
+        for o in self.orders.values():
+            if o.action != action or not self._working(o) or (instrument is not None and o.instrument is not instrument):
+                continue
+            key = self._group(o)
+            if key == skip:
+                continue
+            if action == "SELL":
+                amount = float(o.remaining)
+            else:
+                price = book.limit_price_for_funds(o, self._last_price(o.instrument))
+                amount = float(o.remaining) * price + commission_for(o.remaining, price)
+            groups[key] = max(groups.get(key, 0.0), amount)
+        return groups
+
+    def reserved_cash(self) -> float:
+        """Cash held back for working BUY orders (limit price × remaining, plus commission; once per OCA group)."""
+        return round(sum(self._committed("BUY", None, None).values()), 2)
+
+    def _check_funds(self, order: SimOrder) -> None:
+        """A cash account: a BUY needs the cash not held back for other BUYs, a SELL the shares
+        not promised to other SELLs.  Orders of ``order``'s own OCA group do not count."""
+        skip = self._group(order)
+        qty = order.remaining
+        if order.action == "BUY":
+            price = book.limit_price_for_funds(order, self._last_price(order.instrument))
             cost = float(qty) * price + commission_for(qty, price)
-            reserved = self.reserved_cash()
-            if ignore is not None and ignore.is_open:
-                p = ignore.limit_price or self._last_price(ignore.instrument)
-                reserved -= float(ignore.remaining) * p + commission_for(ignore.remaining, p)
-            available = round(self.cash - reserved, 2)
+            available = round(self.cash_account.cash - sum(self._committed("BUY", None, skip).values()), 2)
             if cost > available + 1e-9:
                 raise Rejected(
                     201,
@@ -367,166 +403,165 @@ class GatewayState:
                     f"available {available:.2f} USD",
                 )
         else:
-            held = self.positions.get(instrument.contract.con_id, PositionState()).quantity
-            pending = sum(
-                (o.remaining for o in self.orders.values()
-                 if o.is_open and o.action == "SELL" and o.instrument is instrument and o is not ignore),
-                Decimal(0),
-            )
+            held = self.cash_account.positions.get(order.instrument.contract.con_id, PositionState()).quantity
+            pending = Decimal(str(sum(self._committed("SELL", order.instrument, skip).values())))
             if qty + pending > held:
                 raise Rejected(
                     201,
                     f"Order rejected - reason:short sale not allowed in a cash account: selling {qty}, "
-                    f"position {held}, already selling {pending}",
+                    f"position {held}, already selling {pending.normalize()}",
                 )
-
-    def _accept(self, client_id: int, req: PlaceRequest) -> SimOrder:
-        if req.order_id <= 0:
-            raise Rejected(103, f"Duplicate order id {req.order_id}")
-        instrument, qty = self._validate(req)
-        self._check_funds(instrument, req.action, qty, req.limit_price if req.order_type == "LMT" else None)
-        at = self._position()
-        # A DAY order placed after the close (fraction 1.0) lives through the next session.
-        expiry = at.day if at.fraction < 1.0 else at.day + 1
-        order = SimOrder(
-            order_id=req.order_id, client_id=client_id, perm_id=self._new_perm_id(), instrument=instrument,
-            action=req.action, quantity=qty, order_type=req.order_type,
-            limit_price=round(req.limit_price, 2) if req.order_type == "LMT" and req.limit_price else None,
-            tif=req.tif, account=req.account or self.account, order_ref=req.order_ref,
-            outside_rth=req.outside_rth, placed_at=at, expires_after_day=expiry,
-        )
-        self.orders[(client_id, order.order_id)] = order
-        self.max_order_id = max(self.max_order_id, order.order_id)
-        log.info(
-            "order %s accepted from client %s: %s %s %s %s%s (permId %s, ref %s)",
-            order.order_id, client_id, order.action, order.quantity, order.instrument.contract.instrument_id,
-            order.order_type, f" @ {order.limit_price}" if order.limit_price else "", order.perm_id,
-            order.order_ref,
-        )
-        return order
-
-    def _modify(self, order: SimOrder, req: PlaceRequest) -> list[Outbound]:
-        if not order.is_open:
-            raise Rejected(103, f"Duplicate order id {req.order_id}: the order is {order.status}")
-        instrument, qty = self._validate(req)
-        if instrument is not order.instrument or req.action != order.action or req.order_type != order.order_type:
-            raise Rejected(201, "Order rejected - reason:a modification cannot change contract, side or type")
-        if qty < order.filled:
-            raise Rejected(201, "Order rejected - reason:new quantity is below the filled quantity")
-        limit = round(req.limit_price, 2) if req.order_type == "LMT" and req.limit_price else None
-        self._check_funds(instrument, order.action, qty - order.filled, limit, ignore=order)
-        order.quantity, order.limit_price, order.tif = qty, limit, req.tif
-        order.order_ref = req.order_ref or order.order_ref
-        log.info("order %s modified: qty %s limit %s", order.order_id, qty, limit)
-        return self._announce(order) + self._try_fill_now(order)
-
-    def _announce(self, order: SimOrder) -> list[Outbound]:
-        c = order.instrument.contract
-        return [
-            Outbound(order.client_id, wire.open_order(order.view(), c)),
-            Outbound(order.client_id, self._status_msg(order)),
-        ]
-
-    def _status_msg(self, order: SimOrder) -> bytes:
-        return wire.order_status(
-            order.order_id, order.status, order.filled, order.remaining, order.avg_fill_price,
-            order.perm_id, order.last_fill_price, order.client_id,
-        )
 
     # ------------------------------------------------------------------ filling
 
+    def _market_time(self, at: Position) -> dt.datetime:
+        return book.market_time(self.market.calendar[at.day], at.fraction)
+
+    def _market_now(self) -> dt.datetime:
+        return self._market_time(self._position())
+
     def _try_fill_now(self, order: SimOrder) -> list[Outbound]:
-        if self.holding_fills:
-            return []  # fault: the order rests as Submitted (see release_fills)
+        """Work ``order`` at the price now: trigger a stop, fill what is marketable (IOC/FOK: at
+        most the size at the touch, the rest cancelled)."""
+        if self.holding_fills or not self._working(order):
+            return []  # the hold_fills fault keeps it resting as accepted (see release_fills)
+        if order.auction:
+            return []  # waits for its auction
+        at = self._position()
         last = self._last_price(order.instrument)
         out: list[Outbound] = []
-        if order.order_type == "MKT":
-            out += self._fill(order, order.remaining, last)
-        elif self._marketable(order, last):
-            out += self._fill(order, order.remaining, last)
-        if order.is_open and order.tif == "IOC":
-            out += self._cancel(order, "IOC order not marketable")
+        if order.is_stop:
+            if order.order_type == "TRAIL" and order.trail_stop is None:
+                self._arm(order)
+            if not book.stop_reached(order, last):
+                return out
+            out += self._trigger(order, at)
+        if book.marketable(order, last):
+            qty = order.remaining
+            if order.tif in ("IOC", "FOK"):
+                qty = min(qty, book.TOUCH_SIZE) if order.tif == "IOC" or qty <= book.TOUCH_SIZE else Decimal(0)
+            if qty > 0:
+                out += self._fill(order, qty, last, at, now=True)
+        if order.is_open and order.tif in ("IOC", "FOK"):
+            out += self._cancel(order, f"{order.tif}: {order.remaining} not available at the touch")
         return out
 
-    @staticmethod
-    def _marketable(order: SimOrder, price: float) -> bool:
-        assert order.limit_price is not None
-        if order.action == "BUY":
-            return price <= order.limit_price + 1e-9
-        return price >= order.limit_price - 1e-9
+    def _trigger(self, order: SimOrder, at: Position) -> list[Outbound]:
+        order.triggered = True
+        order.active_from = at
+        order.status = self._status_for(order)
+        log.info("order %s: %s triggered at %s", order.order_id, order.order_type, self._market_time(at))
+        return [Outbound(order.client_id, self._status_msg(order))]
 
-    def _fill(self, order: SimOrder, shares: Decimal, price: float) -> list[Outbound]:
+    def _fill(self, order: SimOrder, shares: Decimal, price: float, at: Position, now: bool) -> list[Outbound]:
+        """Execute ``shares`` at ``price`` at market position ``at``; then the OCA group and the
+        bracket children react (``now``: at the price now, else the path walk picks them up)."""
         price = round(price, 2)
         commission = commission_for(shares, price)
-        con_id = order.instrument.contract.con_id
-        pos = self.positions.setdefault(con_id, PositionState())
-        realized: float | None = None
-        if order.action == "BUY":
-            cost_basis = float(pos.quantity) * pos.avg_cost + float(shares) * price + commission
-            pos.quantity += shares
-            pos.avg_cost = cost_basis / float(pos.quantity) if pos.quantity else 0.0
-            self.cash = round(self.cash - float(shares) * price - commission, 2)
-        else:
-            realized = round((price - pos.avg_cost) * float(shares) - commission, 2)
-            pos.quantity -= shares
-            if not pos.quantity:
-                pos.avg_cost = 0.0
-            self.cash = round(self.cash + float(shares) * price - commission, 2)
+        realized = self.cash_account.settle(order, shares, price, commission)
         total_before = float(order.filled) * order.avg_fill_price
         order.filled += shares
         order.avg_fill_price = round((total_before + float(shares) * price) / float(order.filled), 6)
         order.last_fill_price = price
         if order.remaining <= 0:
             order.status = "Filled"
-        exec_id = f"0000e0d5.{self._next_exec:08x}.01.01"
-        self._next_exec += 1
-        fill = SimFill(
-            exec_id=exec_id, order=order, time=_now(), shares=shares, price=price, cum_qty=order.filled,
-            avg_price=order.avg_fill_price, commission=commission, realized_pnl=realized,
-        )
-        self.fills.append(fill)
-        self.summary_dirty = True
+        fill = self.cash_account.record_fill(order, shares, price, self._market_time(at), commission, realized)
         log.info(
-            "order %s filled: %s %s %s @ %.2f (commission %.2f, cash %.2f)",
-            order.order_id, order.action, shares, order.instrument.contract.instrument_id, price, commission,
-            self.cash,
+            "order %s filled: %s %s %s @ %.2f at %s (commission %.2f, cash %.2f)",
+            order.order_id, order.action, shares, order.instrument.contract.instrument_id, price, fill.time,
+            commission, self.cash_account.cash,
         )
         c = order.instrument.contract
-        return [
-            Outbound(order.client_id, wire.execution(-1, fill.view(), c)),
-            Outbound(order.client_id, wire.open_order(order.view(), c)),
+        out = [
+            Outbound(order.client_id, outgoing.execution(-1, fill.view(), c)),
+            Outbound(order.client_id, outgoing.open_order(order.view(), c)),
             Outbound(order.client_id, self._status_msg(order)),
-            Outbound(order.client_id, wire.commission_report(exec_id, commission, c.currency, realized)),
+            Outbound(order.client_id, outgoing.commission_report(fill.exec_id, commission, c.currency, realized)),
         ]
+        out += self._oca_fill(order, shares)
+        if order.status == "Filled":
+            out += self._release_children(order, at, price, now)
+        return out
+
+    def _oca_fill(self, order: SimOrder, shares: Decimal) -> list[Outbound]:
+        """One member of an OCA group (or a bracket child) filled: ocaType 1 (and bracket
+        siblings) cancel the others, ocaType 2/3 reduce them by the shares filled."""
+        key = self._group(order)
+        if key[0] == "order":
+            return []
+        out: list[Outbound] = []
+        for other in list(self.orders.values()):
+            if other is order or not other.is_open or self._group(other) != key:
+                continue
+            if key[0] == "oca" and order.oca_type in (2, 3):
+                other.quantity -= min(shares, other.remaining)
+                if other.remaining > 0:
+                    out += self._announce(other)
+                    continue
+            out += self._cancel(other, f"OCA group {order.oca_group or order.parent_id}: order {order.order_id} filled")
+        return out
+
+    def _release_children(self, parent: SimOrder, at: Position, price: float, now: bool) -> list[Outbound]:
+        """The parent filled: its held children start working from this point of the path."""
+        out: list[Outbound] = []
+        for child in self._children_of(parent):
+            if not child.is_open or not child.transmitted:
+                continue
+            try:
+                self._check_funds(child)
+            except Rejected as exc:
+                out += self._inactivate(child, exc)
+                continue
+            self._arm(child, at, price)
+            status = self._status_for(child)
+            if status != child.status:
+                child.status = status
+                out += self._announce(child)
+            if now:
+                out += self._try_fill_now(child)
+        return out
 
     def match_segment(self, instrument: Instrument, day: int, f0: float, f1: float, opening: bool) -> list[Outbound]:
-        """Fill resting limit orders the price path of ``day`` crossed between ``f0`` and ``f1``.
+        """Let the price path of ``day`` between ``f0`` and ``f1`` act on the working orders of
+        ``instrument``, earliest event first (see :mod:`ats.ibsim.book`).
 
-        ``opening``: the segment starts at the day's open (a jump from the previous close), so an
-        order the open already crossed fills at the open price.
+        ``opening``: the segment starts at the day's open (a jump from the previous close): the
+        opening auction fills OPG orders, and an order the open already crossed fills at the open.
         """
-        bar = instrument.bar_on(self.market.calendar[day])
+        date = self.market.calendar[day]
+        bar = instrument.bar_on(date)
         if bar is None or self.holding_fills:
             return []
         out: list[Outbound] = []
-        for order in list(self.orders.values()):
-            if not order.is_open or order.instrument is not instrument or order.order_type != "LMT":
-                continue
-            seg_start, seg_opening = f0, opening
-            if order.placed_at.day == day and order.placed_at.fraction > f0:
-                # Only the part of the path after the order arrived can fill it.
-                seg_start, seg_opening = order.placed_at.fraction, False
-                if seg_start >= f1:
+        while True:
+            best: tuple[book.Event, SimOrder] | None = None
+            for order in self.orders.values():
+                if order.instrument is not instrument or not self._working(order):
                     continue
-            low, high = bar.range_between(seg_start, f1)
-            limit = order.limit_price
-            assert limit is not None
-            start = bar.open if seg_opening else bar.price_at(seg_start)
-            if order.action == "BUY" and low <= limit + 1e-9:
-                out += self._fill(order, order.remaining, min(start, limit) if seg_opening else limit)
-            elif order.action == "SELL" and high >= limit - 1e-9:
-                out += self._fill(order, order.remaining, max(start, limit) if seg_opening else limit)
+                event = book.next_event(order, bar, day, date, f0, f1, opening)
+                if event is not None and (best is None or book.event_key(event, order) < book.event_key(*best)):
+                    best = (event, order)
+            if best is None:
+                break
+            out += self._apply(best[1], best[0], Position(day, best[0].fraction))
+        for order in self.orders.values():
+            if order.instrument is instrument and order.order_type == "TRAIL" and order.is_stop and self._working(order):
+                start = order.active_from.fraction if order.active_from.day == day else f0
+                if start < f1:
+                    _hit, order.trail_stop = book.trail_walk(order, book.path_points(bar, max(start, f0), f1))
         return out
+
+    def _apply(self, order: SimOrder, event: book.Event, at: Position) -> list[Outbound]:
+        if event.kind == "expire":
+            return self._cancel(order, f"good till date {order.good_till_date} passed", with_error=False)
+        if event.kind == "miss":
+            return self._cancel(order, "the auction price did not reach the limit")
+        out: list[Outbound] = []
+        if event.kind == "trigger":
+            out += self._trigger(order, at)
+            if order.order_type == "STP LMT":
+                return out  # a limit order from here on: the walk goes on
+        return out + self._fill(order, order.remaining, event.price, at, now=False)
 
     def release_fills(self) -> list[Outbound]:
         """End :attr:`holding_fills`: every open order fills now as if it had just arrived.
@@ -543,11 +578,17 @@ class GatewayState:
         return out
 
     def expire_day_orders(self, completed_day: int) -> list[Outbound]:
-        """Cancel DAY orders whose session ended with ``completed_day``."""
+        """Cancel DAY orders whose session ended with ``completed_day`` and GTD orders whose
+        time passed by its close (those the path did not already expire)."""
+        close = self._market_time(Position(completed_day, 1.0))
         out: list[Outbound] = []
         for order in list(self.orders.values()):
-            if order.is_open and order.tif == "DAY" and order.expires_after_day <= completed_day:
+            if not order.is_open:
+                continue
+            if order.tif == "DAY" and order.expires_after_day <= completed_day:
                 out += self._cancel(order, "day order expired", with_error=False)
+            elif order.tif == "GTD" and order.good_till is not None and order.good_till < close:
+                out += self._cancel(order, f"good till date {order.good_till_date} passed", with_error=False)
         return out
 
     # ------------------------------------------------------------------ cancelling
@@ -555,19 +596,20 @@ class GatewayState:
     def cancel(self, client_id: int, order_id: int, fields: dict[str, Any] | None = None) -> list[Outbound]:
         """Handle OUT 4: Cancelled + error 202, or error 10147/10148."""
         entry: dict[str, Any] = {
-            "kind": "cancel", "time": _now().isoformat(), "client_id": client_id, "order_id": order_id,
-            **(fields or {}),
+            "kind": "cancel", "time": _now().isoformat(),
+            "market_time": self._market_time(self._position()).isoformat(), "client_id": client_id,
+            "order_id": order_id, **(fields or {}),
         }
         order = self.orders.get((client_id, order_id))
         if order is None and client_id == 0:
             order = next((o for o in self.orders.values() if o.order_id == order_id), None)
         if order is None:
             entry["result"] = "unknown order"
-            out = [Outbound(client_id, wire.error(
+            out = [Outbound(client_id, outgoing.error(
                 order_id, 10147, f"OrderId {order_id} that needs to be cancelled is not found.", _millis()))]
         elif not order.is_open:
             entry["result"] = f"not cancellable: {order.status}"
-            out = [Outbound(client_id, wire.error(
+            out = [Outbound(client_id, outgoing.error(
                 order_id, 10148,
                 f"OrderId {order_id} that needs to be cancelled cannot be cancelled, state: {order.status}.",
                 _millis()))]
@@ -576,11 +618,11 @@ class GatewayState:
             entry["perm_id"] = order.perm_id
             entry["order_ref"] = order.order_ref
             out = self._cancel(order, "cancel requested")
-        self._record(entry)
+        self.order_ledger.record(entry)
         return out
 
     def global_cancel(self, client_id: int) -> list[Outbound]:
-        self._record({"kind": "global_cancel", "time": _now().isoformat(), "client_id": client_id,
+        self.order_ledger.record({"kind": "global_cancel", "time": _now().isoformat(), "client_id": client_id,
                       "result": "cancelled"})
         out: list[Outbound] = []
         for order in list(self.orders.values()):
@@ -593,109 +635,54 @@ class GatewayState:
         log.info("order %s cancelled (%s)", order.order_id, why)
         out = [Outbound(order.client_id, self._status_msg(order))]
         if with_error:
-            out.append(Outbound(order.client_id, wire.error(order.order_id, 202, "Order Canceled - reason:", _millis())))
+            out.append(Outbound(order.client_id, outgoing.error(order.order_id, 202, "Order Canceled - reason:", _millis())))
+        return out + self._cancel_children(order)
+
+    def _cancel_children(self, parent: SimOrder) -> list[Outbound]:
+        """A parent that ends unfilled takes its held children with it."""
+        if parent.filled:
+            return []
+        out: list[Outbound] = []
+        for child in self._children_of(parent):
+            if child.is_open:
+                out += self._cancel(child, f"parent order {parent.order_id} {parent.status.lower()}")
         return out
+
 
     # ------------------------------------------------------------------ reconciliation
 
-    def open_orders(self, client_id: int | None) -> list[bytes]:
+    def open_orders(self, client_id: int | None) -> list[outgoing.OutMsg]:
         """IN 5 + IN 3 per open order (of ``client_id``; ``None`` or 0: all), then IN 53."""
-        out: list[bytes] = []
+        out: list[outgoing.OutMsg] = []
         for order in self.orders.values():
             if order.is_open and (not client_id or order.client_id == client_id):
-                out.append(wire.open_order(order.view(), order.instrument.contract))
+                out.append(outgoing.open_order(order.view(), order.instrument.contract))
                 out.append(self._status_msg(order))
-        out.append(wire.open_order_end())
-        return out
-
-    def executions(self, req_id: int, flt: dict[str, Any]) -> list[bytes]:
-        """IN 11 (reqId echoed) + IN 59 per matching fill, then IN 55."""
-        since = _parse_filter_time(flt.get("time", ""))
-        out: list[bytes] = []
-        for fill in self.fills:
-            o = fill.order
-            c = o.instrument.contract
-            if flt.get("client_id") and o.client_id != flt["client_id"]:
-                continue
-            if flt.get("acct_code") and o.account != flt["acct_code"]:
-                continue
-            if since is not None and fill.time < since:
-                continue
-            if flt.get("symbol") and flt["symbol"].upper() not in (c.symbol, c.local):
-                continue
-            if flt.get("sec_type") and flt["sec_type"].upper() != c.sec_type:
-                continue
-            if flt.get("exchange") and flt["exchange"].upper() not in (c.exchange, c.primary_exchange):
-                continue
-            side = (flt.get("side") or "").upper()
-            if side and side not in (o.action, "BOT" if o.action == "BUY" else "SLD"):
-                continue
-            out.append(wire.execution(req_id, fill.view(), c))
-            out.append(wire.commission_report(fill.exec_id, fill.commission, c.currency, fill.realized_pnl))
-        out.append(wire.execution_end(req_id))
-        return out
-
-    def position_messages(self) -> list[bytes]:
-        out = []
-        for con_id, pos in self.positions.items():
-            instrument = self._instrument_by_con_id(con_id)
-            if instrument is not None and pos.quantity:
-                out.append(wire.position(self.account, instrument.contract, pos.quantity, round(pos.avg_cost, 6)))
-        out.append(wire.position_end())
+        out.append(outgoing.open_order_end())
         return out
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-able summary: cash, positions, open orders, fills."""
-        positions = {}
-        for con_id, pos in self.positions.items():
-            instrument = self._instrument_by_con_id(con_id)
-            if instrument is not None and pos.quantity:
-                positions[instrument.contract.instrument_id] = {
-                    "quantity": str(pos.quantity), "avg_cost": round(pos.avg_cost, 6)}
+        account = self.cash_account
         return {
-            "account": self.account,
-            "cash": self.cash,
-            "net_liquidation": float(self.summary_values()["NetLiquidation"][0]),
-            "positions": positions,
+            "account": account.account,
+            "cash": account.cash,
+            "net_liquidation": float(account.summary_values()["NetLiquidation"][0]),
+            "positions": account.positions_snapshot(),
             "open_orders": [
                 {"order_id": o.order_id, "client_id": o.client_id, "perm_id": o.perm_id, "action": o.action,
                  "quantity": str(o.quantity), "order_type": o.order_type, "limit_price": o.limit_price,
-                 "tif": o.tif, "order_ref": o.order_ref, "instrument": o.instrument.contract.instrument_id}
+                 "tif": o.tif, "order_ref": o.order_ref, "instrument": o.instrument.contract.instrument_id,
+                 "status": o.status, "aux_price": o.aux_price, "parent_id": o.parent_id, "oca_group": o.oca_group,
+                 "trail_stop_price": o.trail_stop}
                 for o in self.orders.values() if o.is_open
             ],
             "fills": [
                 {"exec_id": f.exec_id, "order_id": f.order.order_id, "perm_id": f.order.perm_id,
                  "side": f.order.action, "shares": str(f.shares), "price": f.price,
-                 "commission": f.commission, "order_ref": f.order.order_ref,
+                 "commission": f.commission, "order_ref": f.order.order_ref, "time": f.time.isoformat(),
                  "instrument": f.order.instrument.contract.instrument_id}
-                for f in self.fills
+                for f in account.fills
             ],
         }
-
-
-def _parse_filter_time(text: str) -> dt.datetime | None:
-    """ExecutionFilter.time: ``yyyymmdd-hh:mm:ss`` (UTC) or ``yyyymmdd hh:mm:ss [zone]``."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    from zoneinfo import ZoneInfo
-
-    zone: dt.tzinfo = dt.UTC
-    if "-" in text[:9]:
-        stamp = text.replace("-", " ", 1)
-    else:
-        parts = text.split(" ")
-        stamp = " ".join(parts[:2])
-        if len(parts) > 2:
-            try:
-                zone = ZoneInfo(parts[2]) if parts[2] not in ("UTC", "GMT") else dt.UTC
-            except Exception:  # noqa: BLE001 - an unknown zone name: treat as UTC
-                zone = dt.UTC
-    try:
-        return dt.datetime.strptime(stamp, "%Y%m%d %H:%M:%S").replace(tzinfo=zone)
-    except ValueError:
-        try:
-            return dt.datetime.strptime(stamp[:8], "%Y%m%d").replace(tzinfo=zone)
-        except ValueError:
-            return None
 

@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import fcntl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, CursorResult, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from ats.errors import StoreError
+from ats.core.errors import StoreError
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from sqlalchemy.pool import ConnectionPoolEntry
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Advisory-lock keys on PostgreSQL (arbitrary, fixed).
 _PG_WRITE_LOCK = 0x617473_01  # serialises audit appends
 _PG_MIGRATE_LOCK = 0x617473_02
+
+_ON_COMMIT = "ats_on_commit"  # key in a connection's .info: callbacks to run after commit
 
 _engines: dict[str, Store] = {}
 _engines_lock = threading.Lock()
@@ -52,18 +60,43 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
+        """A serialised write transaction; the callbacks registered with :func:`on_commit`
+        inside it run once it has committed (never after a rollback)."""
         try:
             with self.engine.connect() as conn:
                 conn = conn.execution_options(ats_begin="IMMEDIATE")
-                with conn.begin():
-                    if self.dialect == "postgresql":
-                        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_WRITE_LOCK})
-                    yield conn
+                conn.info.pop(_ON_COMMIT, None)  # left over from a transaction not opened here
+                try:
+                    with conn.begin():
+                        if self.dialect == "postgresql":
+                            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_WRITE_LOCK})
+                        yield conn
+                finally:
+                    callbacks = conn.info.pop(_ON_COMMIT, {})
         except SQLAlchemyError as exc:
             raise StoreError(f"store write failed: {_short(exc)}") from exc
+        for callback in callbacks.values():
+            callback()
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def on_commit(conn: Connection, name: str, callback: Callable[[], object]) -> None:
+    """Run ``callback`` after the :meth:`Store.write` transaction of ``conn`` commits.
+
+    One callback per ``name``: a later registration replaces an earlier one (the audit anchor
+    only needs the newest head of a transaction that appended several rows).
+    """
+    conn.info.setdefault(_ON_COMMIT, {})[name] = callback
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The integer primary key (``id``) of the row an ``INSERT`` just wrote."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise StoreError("the insert returned no primary key")
+    return key[0]
 
 
 def _short(exc: BaseException) -> str:
@@ -79,7 +112,7 @@ def _create_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 60})
 
         @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
+        def _pragmas(dbapi_conn: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
             # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own is deferred-only).
             dbapi_conn.isolation_level = None
             cursor = dbapi_conn.cursor()
@@ -110,10 +143,9 @@ def _migrate(engine: Engine) -> None:
     with engine.connect() as conn:
         if MigrationContext.configure(conn).get_current_revision() == head:
             return
-    with _migration_lock(engine):
-        with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+    with _migration_lock(engine), engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
 
 
 @contextmanager
@@ -148,7 +180,7 @@ def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
     be reached or migrated.
     """
     if url is None:
-        from ats.settings import get_settings
+        from ats.core.settings import get_settings
 
         url = get_settings().resolved_database_url
     with _engines_lock:
@@ -160,9 +192,9 @@ def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
             if migrate:
                 _migrate(engine)
         except OperationalError as exc:
-            raise StoreError(f"cannot open the store at {_safe_url(url)}: {_short(exc)}") from exc
+            raise StoreError(f"cannot open the store at {safe_url(url)}: {_short(exc)}") from exc
         except SQLAlchemyError as exc:
-            raise StoreError(f"store migration failed at {_safe_url(url)}: {_short(exc)}") from exc
+            raise StoreError(f"store migration failed at {safe_url(url)}: {_short(exc)}") from exc
         store = Store(engine)
         _engines[url] = store
         return store
@@ -187,5 +219,6 @@ def forget_stores() -> None:
         _engines.clear()
 
 
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
+    """The URL as it may be shown: the password hidden."""
     return make_url(url).render_as_string(hide_password=True)

@@ -22,6 +22,9 @@ audit_log = Table(
     Column("payload", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # 0005: HMAC-SHA256 of "<store_id>:<hash>" under the audit key (ATS_AUDIT_KEY_FILE); NULL on
+    # rows written before keying (seq < audit_head.keyed_from), which are verified by hash only.
+    Column("hmac", String(64), nullable=True),
 )
 
 # One row (id = 1): the chain's head, written in the same transaction as each append, so that
@@ -32,6 +35,11 @@ audit_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", Integer, nullable=False),
     Column("hash", String(64), nullable=False),
+    # 0005: this store's random id (covered by every HMAC; the external anchor is filed under it),
+    # the first seq that must carry an HMAC, and the id of the key the log is keyed with.
+    Column("store_id", String(32), nullable=True),
+    Column("keyed_from", Integer, nullable=True),
+    Column("key_id", String(32), nullable=True),
 )
 
 # Append-only: an approval and its revocation are both events; the newest one is current.
@@ -47,6 +55,9 @@ approval_events = Table(
     Column("at", String(32), nullable=False),
     Column("fingerprint", String(64), nullable=True),
     Column("audit_seq", Integer, nullable=False),
+    # 0005: the canonical params (JSON) and bar spec the approval is pinned to (NULL: before pinning).
+    Column("params", Text, nullable=True),
+    Column("bar_spec", String(100), nullable=True),
 )
 
 rung_verdicts = Table(
@@ -65,6 +76,7 @@ rung_verdicts = Table(
     Column("fingerprint", String(64), nullable=False),
     Column("at", String(32), nullable=False),
     Column("audit_seq", Integer, nullable=False),
+    Column("bar_spec", String(100), nullable=True),  # 0005 (NULL: before pinning)
     UniqueConstraint("audit_seq", name="uq_rung_verdicts_audit_seq"),
 )
 
@@ -86,6 +98,7 @@ sessions = Table(
     Column("pid", Integer, nullable=True),
     Column("host", String(200), nullable=True),
     Column("flow_run_id", String(36), nullable=True),
+    Column("gateway_info", Text, nullable=True),  # JSON: ats.gateway.identity.GatewayIdentity
 )
 
 session_snapshots = Table(
@@ -166,4 +179,39 @@ gateway_probes = Table(
     Column("latency_ms", Float(precision=53), nullable=True),
     Column("reason", Text, nullable=True),
     Column("accounts", String(200), nullable=True),
+)
+
+# --- 0007: parameter sweeps (research only; no gate reads them) --------------------------------
+
+sweeps = Table(
+    "sweeps",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("strategy", String(100), nullable=False),
+    Column("instrument", String(100), nullable=False),
+    Column("bar_spec", String(100), nullable=False),
+    Column("grid", Text, nullable=False),  # JSON object: param -> list of values, as given
+    Column("fingerprint", String(64), nullable=False),  # the strategy code the points ran
+    Column("sort_by", String(32), nullable=False),  # the metric the best point was chosen by
+    Column("data_start", String(32), nullable=False),  # in-sample window
+    Column("data_end", String(32), nullable=False),
+    Column("train_until", String(32), nullable=True),  # walk-forward split; NULL: all in-sample
+    Column("points", Text, nullable=False),  # JSON list of {params, metrics}, best first
+    Column("best", Text, nullable=False),  # JSON {params, metrics}: the chosen point, in-sample
+    Column("out_of_sample", Text, nullable=True),  # JSON {start, end, metrics} of the chosen point
+    Column("processes", Integer, nullable=False),
+    Column("seconds", Float(precision=53), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("at", String(32), nullable=False),
+)
+
+# --- 0008: leases (one holder at a time of a long-running job, e.g. the gateway-health watch) ---
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(200), nullable=False),  # e.g. "flow run <id> pid 123 on host"
+    Column("acquired_at", String(32), nullable=False),
+    Column("expires_at", String(32), nullable=False),  # renewed by the holder; free once past
 )

@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 _TESTS = Path(__file__).resolve().parents[1]
-for _name in ("faults", "runner", "health", "ibsim"):
+for _name in ("faults", "trading", "gateway", "ibsim"):
     _path = str(_TESTS / _name)
     if _path not in sys.path:
         sys.path.insert(0, _path)

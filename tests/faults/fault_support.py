@@ -15,14 +15,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner_support import counts, run_with_driver, settled, wait_until
 from sqlalchemy import select
 
+from ats.core.settings import Settings
 from ats.ibsim import SimGateway
-from ats.runner import SessionGuard, SessionOutcome, SessionRequest
-from ats.settings import Settings
 from ats.store import Store
 from ats.store.models import session_bars
-from runner_support import counts, run_with_driver, settled, wait_until
+from ats.trading.runner import SessionGuard, SessionOutcome, SessionRequest
 
 __all__ = ["ScriptedSession", "advance_one_day", "bar_dates", "counts", "placed", "prefect_server",
            "run_scripted_session", "runner_env", "start_runner", "stop_process", "wait_until"]
@@ -100,7 +100,7 @@ def runner_env(sim: SimGateway, data_dir: Path, **extra: str) -> dict[str, str]:
 @contextlib.contextmanager
 def prefect_server(home: Path, startup_timeout: float = 90.0) -> Iterator[str]:
     """A real local ``prefect server start`` on a free port with its own PREFECT_HOME; yields its API URL."""
-    from ats.prefect_server import LocalPrefectServer
+    from ats.core.prefect_server import LocalPrefectServer
 
     with LocalPrefectServer(home) as server:
         yield server.url

@@ -22,9 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from support import free_port
+from support import refused_port
 
-pytestmark = pytest.mark.slow
+# The first test pays for the module's fixture: every case's CLI process (about 85, 3 at a time; 9 min
+# on a loaded 2-core machine); the others only read its results.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 TIMEOUT_S = 90
 SLEEVE = ("--strategy", "ibs_reversion", "--instrument", "QQQ.NASDAQ")
@@ -40,7 +42,7 @@ class Case:
     argv: tuple[str, ...]  # after ``python -m``; ``{dir}`` is the case's directory
     message: str  # must appear in the one stderr line
     env: dict[str, str] = field(default_factory=dict)
-    files: dict[str, str] = field(default_factory=dict)  # written into the case's directory first
+    files: dict[str, str | bytes] = field(default_factory=dict)  # written into the case's directory first
     code: int = 2
     secret: str = ""  # must not appear anywhere in the output (an account id, a password)
 
@@ -71,6 +73,14 @@ CASES = [
          "params for ibs_reversion: buy_threshold must be between 0 and 1"),
     Case("live-params-unknown-key", live(*SLEEVE, "--params", '{"x": 1}'),
          "unknown parameter 'x' for ibs_reversion"),
+    Case("params-nan", paper(*SLEEVE, "--params", '{"buy_threshold": NaN}'),
+         "params for ibs_reversion: NaN is not a number a strategy can use: give a finite number for buy_threshold"),
+    Case("params-infinity", paper(*SLEEVE, "--params", '{"notional": Infinity}'),
+         "params for ibs_reversion: Infinity is not a number a strategy can use: give a finite number for notional"),
+    Case("live-params-overflowing-number", live(*SLEEVE, "--params", '{"notional": -1e999}'),
+         "params for ibs_reversion: -Infinity is not a number a strategy can use: give a finite number for notional"),
+    Case("ladder-params-nan", ats("ladder", "run", *SLEEVE, "--params", '{"sell_threshold": NaN}'),
+         "params for ibs_reversion: NaN is not a number a strategy can use: give a finite number for sell_threshold"),
     # --sleeves-json
     Case("sleeves-bad-json", paper("--sleeves-json", "[{"), "--sleeves-json is not valid JSON"),
     Case("sleeves-bad-json-file", paper("--sleeves-json", "{dir}/book.json"), "book.json is not valid JSON",
@@ -90,6 +100,12 @@ CASES = [
     Case("sleeves-bad-params-in-item", paper("--sleeves-json", '[{"strategy": "ibs_reversion", "instrument": '
                                                                '"QQQ.NASDAQ", "params": {"nope": 1}}]'),
          "--sleeves-json item 0: unknown parameter 'nope' for ibs_reversion"),
+    Case("sleeves-nan-in-item", paper("--sleeves-json", '[{"strategy": "ibs_reversion", "instrument": '
+                                                        '"QQQ.NASDAQ", "params": {"buy_threshold": NaN}}]'),
+         "--sleeves-json item 0: params for ibs_reversion: NaN is not a number a strategy can use"),
+    Case("sleeves-file-not-utf8", paper("--sleeves-json", "{dir}/book.json"),
+         "book.json is not a UTF-8 text file (invalid start byte at byte 0): save it as UTF-8",
+         files={"book.json": f"[{GOOD_ITEM}]".encode("utf-16")}),
     Case("sleeves-neither-json-nor-file", paper("--sleeves-json", "book.json"),
          "--sleeves-json: 'book.json' is neither JSON nor an existing file"),
     Case("sleeves-and-strategy", paper(*SLEEVE, "--sleeves-json", f"[{GOOD_ITEM}]"),
@@ -101,6 +117,8 @@ CASES = [
          "unknown strategy 'nope'"),
     Case("instrument-without-venue", paper("--strategy", "ibs_reversion", "--instrument", "QQQ"),
          "instrument id 'QQQ' is malformed: expected SYMBOL.VENUE, e.g. QQQ.NASDAQ"),
+    Case("instrument-too-long", paper("--strategy", "ibs_reversion", "--instrument", "Q" * 94 + ".NASDAQ"),
+         "instrument id 'QQQQQQQQQQQQQQQQQQQQ'… is longer than 100 characters"),
     Case("instrument-with-spaces", paper("--strategy", "ibs_reversion", "--instrument", "QQQ NASDAQ"),
          "instrument id 'QQQ NASDAQ' is malformed"),
     Case("bar-spec-malformed", paper(*SLEEVE, "--bar-spec", "daily"),
@@ -119,6 +137,12 @@ CASES = [
     Case("live-runner-paper-account", live(*SLEEVE, "--i-understand", "DU1234567"),
          "ATS_IB_LIVE_ACCOUNT_ID: expected a live account id: U followed by digits (a DU… id is a paper account)",
          env={"ATS_ENABLE_LIVE_TRADING": "true", "ATS_IB_LIVE_ACCOUNT_ID": "DU1234567"}, secret="1234567"),
+    Case("paper-runner-account-with-newline", paper(*SLEEVE),
+         "ATS_IB_PAPER_ACCOUNT_ID: expected a paper account id: DU followed by digits only (this one has whitespace",
+         env={"ATS_IB_PAPER_ACCOUNT_ID": "DU1234567\n"}, secret="1234567"),
+    Case("live-runner-account-with-newline", live(*SLEEVE, "--i-understand", "U1234567"),
+         "ATS_IB_LIVE_ACCOUNT_ID: expected a live account id: U followed by digits only (this one has whitespace",
+         env={"ATS_ENABLE_LIVE_TRADING": "true", "ATS_IB_LIVE_ACCOUNT_ID": "U1234567\n"}, secret="1234567"),
     Case("live-runner-garbage-account", live(*SLEEVE), "ATS_IB_LIVE_ACCOUNT_ID: expected a live account id",
          env={"ATS_ENABLE_LIVE_TRADING": "true", "ATS_IB_LIVE_ACCOUNT_ID": "u-1234567"}),
     # ATS_* values
@@ -132,6 +156,19 @@ CASES = [
          env={"ATS_PAPER_RISK_MAX_NOTIONAL_PER_ORDER": "-5"}),
     Case("env-bad-submit-rate", live(*SLEEVE), "ATS_LIVE_RISK_MAX_ORDER_SUBMIT_RATE: expected a Nautilus rate N/HH:MM:SS",
          env={"ATS_LIVE_RISK_MAX_ORDER_SUBMIT_RATE": "2 per second"}),
+    Case("env-zero-interval-submit-rate", live(*SLEEVE),
+         "ATS_LIVE_RISK_MAX_ORDER_SUBMIT_RATE: expected a Nautilus rate N/HH:MM:SS with an interval above 00:00:00",
+         env={"ATS_LIVE_RISK_MAX_ORDER_SUBMIT_RATE": "2/00:00:00"}),
+    Case("env-zero-interval-submit-rate-paper", paper(*SLEEVE),
+         "ATS_PAPER_RISK_MAX_ORDER_SUBMIT_RATE: expected a Nautilus rate N/HH:MM:SS with an interval above 00:00:00",
+         env={"ATS_PAPER_RISK_MAX_ORDER_SUBMIT_RATE": "100/00:00:00"}),
+    Case("env-operator-too-long", ats("kill", "--mode", "paper"),
+         "ATS_OPERATOR: expected at most 200 characters (the audit log's actor), got 201",
+         env={"ATS_OPERATOR": "o" * 201}),
+    Case("env-database-url-without-driver", ats("kill", "--mode", "paper"),
+         "ATS_DATABASE_URL: the psycopg2 driver (the default of postgresql://) is not installed: "
+         "write postgresql+psycopg://…", env={"ATS_DATABASE_URL": "postgresql://ats:hunter2@127.0.0.1:1/ats"},
+         secret="hunter2"),
     Case("env-bad-edition-flag", live(*SLEEVE), "ATS_ENABLE_LIVE_TRADING: Input should be a valid boolean",
          env={"ATS_ENABLE_LIVE_TRADING": "maybe"}),
     Case("env-unknown-variable", paper(*SLEEVE), "ATS_PAPER_MAX_NOTIONAL: unknown ats variable; did you mean",
@@ -173,6 +210,12 @@ CASES = [
          "line 1: missing column 'date'", files={"bars.csv": "when,o\n2024-01-02,1\n"}),
     Case("csv-high-below-low", ats("data", "import", "--csv", "{dir}/bars.csv", "--instrument", "QQQ.NASDAQ"),
          "line 2: high 0.5 is below low 0.7", files={"bars.csv": CSV_HEADER + "2024-01-02,1,0.5,0.7,0.6,100\n"}),
+    Case("csv-volume-too-large", ats("data", "import", "--csv", "{dir}/bars.csv", "--instrument", "QQQ.NASDAQ"),
+         "line 3: volume 1e30 is larger than a bar can hold (at most 34028236692093)",
+         files={"bars.csv": CSV_HEADER + "2024-01-02,1,2,0.5,1.5,100\n2024-01-03,1,2,0.5,1.5,1e30\n"}),
+    Case("csv-price-too-large", ats("data", "import", "--csv", "{dir}/bars.csv", "--instrument", "QQQ.NASDAQ"),
+         "line 2: high 1e20 is larger than a price can be (at most 17014118346046)",
+         files={"bars.csv": CSV_HEADER + "2024-01-02,1,1e20,0.5,1.5,100\n"}),
     Case("csv-missing-file", ats("data", "import", "--csv", "{dir}/nope.csv", "--instrument", "QQQ.NASDAQ"),
          "nope.csv' not found"),
     Case("csv-bad-instrument", ats("data", "import", "--csv", "{dir}/bars.csv", "--instrument", "QQQ"),
@@ -182,6 +225,9 @@ CASES = [
          "unknown strategy 'nope'"),
     Case("approve-bad-instrument", ats("approve-live", "--strategy", "ibs_reversion", "--instrument", "QQQ", "--note", "ok"),
          "instrument id 'QQQ' is malformed"),
+    Case("approve-instrument-too-long", ats("approve-live", "--strategy", "ibs_reversion", "--instrument",
+                                            "Q" * 94 + ".NASDAQ", "--note", "ok"),
+         "instrument id 'QQQQQQQQQQQQQQQQQQQQ'… is longer than 100 characters"),
     Case("approve-empty-note", ats("approve-live", *SLEEVE, "--note", "  "),
          "--note is empty: say why this sleeve may trade real money"),
     # ats kill
@@ -191,6 +237,8 @@ CASES = [
     Case("kill-empty-reason", ats("kill", "--mode", "paper", "--reason", ""), "--reason is empty"),
     Case("kill-unknown-session", ats("kill", "--session", "no-such-session"), "no session 'no-such-session'"),
     Case("kill-clear-without-mode", ats("kill", "--clear", "--reason", "fixed"), "--clear needs exactly --mode paper|live"),
+    Case("kill-clear-without-reason", ats("kill", "--clear", "--mode", "paper"),
+         "--clear needs --reason: say why it is safe to trade again"),
     Case("kill-clear-nothing-latched", ats("kill", "--clear", "--mode", "live", "--reason", "fixed"),
          "the live kill switch is not latched: nothing to clear"),
 ]
@@ -211,13 +259,16 @@ class Ran:
 
 def _run(case: Case, root: Path) -> Ran:
     root.mkdir(parents=True)
-    for name, text in case.files.items():
-        (root / name).write_text(text, encoding="utf-8")
+    for name, content in case.files.items():
+        if isinstance(content, bytes):
+            (root / name).write_bytes(content)
+        else:
+            (root / name).write_text(content, encoding="utf-8")
     data_dir = root / "ats-data"
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("ATS_")}
     # Safety net only (see the module docstring); a case's own env wins.
-    env.update({"ATS_GATEWAY_CONTROLLER": "docker", "ATS_IB_PAPER_PORT": str(free_port()),
-                "ATS_IB_LIVE_PORT": str(free_port()), "ATS_DATA_DIR": str(data_dir), "COLUMNS": "200"})
+    env.update({"ATS_GATEWAY_CONTROLLER": "docker", "ATS_IB_PAPER_PORT": str(refused_port()),
+                "ATS_IB_LIVE_PORT": str(refused_port()), "ATS_DATA_DIR": str(data_dir), "COLUMNS": "200"})
     env.update(case.env)
     argv = [part.replace("{dir}", str(root)) for part in case.argv]
     try:
@@ -238,7 +289,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ran]:
 
 
 def _nothing_written(data_dir: Path) -> None:
-    from ats.catalog import list_catalog
+    from ats.research.catalog import list_catalog
 
     database = data_dir / "ats.sqlite3"
     if database.exists():
@@ -271,3 +322,23 @@ def test_bad_input_is_refused_with_one_line_and_nothing_written(case: Case, ran:
                          ids=[c.id for c in USAGE_ERRORS])
 def test_usage_errors_are_refused_with_one_line(case: Case, ran: dict[str, Ran]) -> None:
     _check(case, ran[case.id])
+
+
+def test_kill_clear_without_reason_leaves_the_switch_latched(tmp_path: Path) -> None:
+    # Arrange: a latched paper kill switch (through the real CLI).
+    from ats.governance import audit, killswitch
+    from ats.store import open_store
+    from support import run_ats
+
+    env = {"ATS_DATA_DIR": str(tmp_path / "ats-data")}
+    assert run_ats("kill", "--mode", "paper", "--reason", "drill", env=env).returncode == 0
+
+    # Act
+    cleared = run_ats("kill", "--clear", "--mode", "paper", env=env)
+
+    # Assert: refused with one line; still latched; nothing audited but the latch.
+    assert cleared.returncode == 2
+    assert cleared.stderr.strip().splitlines() == ["error: --clear needs --reason: say why it is safe to trade again"]
+    store = open_store(f"sqlite:///{tmp_path / 'ats-data' / 'ats.sqlite3'}")
+    assert killswitch.latched("paper", store=store) is not None
+    assert [row.action for row in audit.list_rows(store=store)] == ["kill.latch"]

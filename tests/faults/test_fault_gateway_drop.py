@@ -1,8 +1,14 @@
 """The gateway connection lost in the middle of a paper session.
 
-The real node (TradingNode + IB adapter) runs against the simulator; the health check runs
-beside it with the real probe, the real store and real apprise posting to a local HTTP
-endpoint, on an injected clock (30 s between checks).  Two faults, two policies:
+The real node (TradingNode + IB adapter) runs against the simulator, with the real probe, the
+real store and real apprise posting to a local HTTP endpoint.  Two watchers of the gateway:
+
+* the session's own connection monitor (every second, on the real clock): the last two tests —
+  an outage pages once and its recovery once within seconds, with no health watch running; a
+  dropped socket the adapter re-opens pages nobody;
+* the scheduled health check on an injected clock (30 s between checks): the first two tests,
+  with the session's monitor off (both feed one state machine; two clocks in it would make the
+  sequence of alerts meaningless).  Two faults, two policies:
 
 * ``drop_connections()``: every socket closed, the listener stays up (a network blip, the
   gateway kicking its clients).  A probe right after it connects fine, so the health check
@@ -18,14 +24,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-from ats.gateway.health import HealthPolicy, gateway_status, run_health_check
-from ats.runner import SessionRequest
-from ats.sessions import session_detail
-from ats.sleeves import Sleeve
 from fault_support import advance_one_day, bar_dates, placed, run_scripted_session, wait_until
 from health_support import AlertEndpoint, FakeClock
 from runner_support import session_settings
+
+from ats.core.sleeves import Sleeve
+from ats.gateway.health import HealthPolicy, gateway_status, run_health_check
+from ats.governance.sessions import session_detail
+from ats.trading.runner import SessionRequest
 
 pytestmark = pytest.mark.slow
 
@@ -35,13 +41,7 @@ BUY_ONCE = Sleeve("ibs_reversion", "QQQ.NASDAQ", "1-DAY-LAST", {"buy_threshold":
 NODE_CLIENT_ID = 1
 # Tuesday 2026-11-24 14:00 America/New_York: far from IBC's default restart windows.
 TUESDAY_2PM_NY = datetime(2026, 11, 24, 19, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def endpoint():
-    server = AlertEndpoint()
-    yield server
-    server.close()
+DOWN, RECOVERED = "ats: paper IB gateway is DOWN", "ats: paper IB gateway recovered"
 
 
 class HealthChecks:
@@ -90,7 +90,7 @@ def test_dropped_connections_reconnect_without_a_duplicate_order_or_an_alert(
         results["after"] = [advance_one_day(sim, store, sid) for _ in range(2)]
 
     # Act
-    driven = run_scripted_session(sim, settings, SessionRequest("paper", [BUY_ONCE]), script)
+    driven = run_scripted_session(sim, settings, SessionRequest("paper", [BUY_ONCE], monitor_gateway=False), script)
 
     # Assert: the node came back and kept trading the same position, no order twice.
     outcome, store, results = driven.outcome, driven.store, driven.results
@@ -139,7 +139,7 @@ def test_gateway_outage_alerts_once_recovers_once_and_the_node_resumes(
         results["after"] = [advance_one_day(sim, store, sid) for _ in range(2)]
 
     # Act
-    driven = run_scripted_session(sim, settings, SessionRequest("paper", [BUY_ONCE]), script)
+    driven = run_scripted_session(sim, settings, SessionRequest("paper", [BUY_ONCE], monitor_gateway=False), script)
 
     # Assert
     outcome, store, results = driven.outcome, driven.store, driven.results
@@ -155,3 +155,58 @@ def test_gateway_outage_alerts_once_recovers_once_and_the_node_resumes(
     assert endpoint.titles() == ["ats: paper IB gateway is DOWN", "ats: paper IB gateway recovered"]
     assert "Outage: 5 min" in endpoint.posts[1]["message"]
     assert gateway_status(store=store)["paper"]["state"] == "healthy"
+
+
+def _monitored_session(sim_factory, data_dir: Path, endpoint: AlertEndpoint, fault):  # noqa: ANN001, ANN202
+    """A paper session watching its own connection (alerts to ``endpoint``; IBC's restart
+    windows off: the real clock is used; no health watch runs): one day traded, then
+    ``fault(sim, store, results)`` and, once the node is back, two more days (``results["after"]``)."""
+    sim = sim_factory(mode="paper", clock="manual", start="2024-06-03")
+    settings = session_settings(sim, data_dir, ATS_ALERT_URLS=endpoint.url, ATS_HEALTH_DAILY_RESTART_TIME="",
+                                ATS_HEALTH_WEEKLY_RESTART_DAY="")
+
+    def script(guard, store, results) -> None:  # noqa: ANN001
+        advance_one_day(sim, store, guard.session_id)
+        connections = sim.api_connections
+        fault(sim, store, results)
+        wait_until(lambda: _node_reconnected(sim, connections), what="the node to reconnect")
+        results["after"] = [advance_one_day(sim, store, guard.session_id) for _ in range(2)]
+
+    driven = run_scripted_session(sim, settings, SessionRequest("paper", [BUY_ONCE], for_seconds=1800), script)
+    assert driven.outcome.status == "stopped", driven.outcome.reason
+    assert bar_dates(driven.store, driven.outcome.session_id)[-2:] == driven.results["after"]
+    return sim, driven
+
+
+def test_the_running_sessions_own_monitor_pages_an_outage_once_and_its_recovery_once(
+        sim_factory, isolated_env: Path, endpoint: AlertEndpoint) -> None:
+    def outage(sim, store, results) -> None:  # noqa: ANN001
+        # Act: the gateway goes down (sockets closed, connections refused), then comes back.
+        sim.outage(3600)
+        wait_until(lambda: DOWN in endpoint.titles(), what="the session's DOWN alert")
+        results["state_down"] = gateway_status(store=store)["paper"]["state"]
+        sim.outage(0)
+        assert sim.wait_listening(10)
+        wait_until(lambda: RECOVERED in endpoint.titles(), what="the session's recovery alert")
+
+    sim, driven = _monitored_session(sim_factory, isolated_env, endpoint, outage)
+
+    # Assert: one page per transition (then the session's own end), the node kept trading.
+    assert driven.results["state_down"] == "broken"
+    assert endpoint.titles() == [DOWN, RECOVERED, "ats: paper session stopped"]
+    assert "Reason: connection refused" in endpoint.posts[0]["message"]
+    assert "DU1234567" not in str(endpoint.posts) and "DU***4567" in endpoint.posts[0]["message"]
+    assert len(placed(sim)) == 1, placed(sim)
+    assert gateway_status(store=driven.store)["paper"]["state"] == "healthy"
+
+
+def test_a_dropped_socket_the_adapter_reopens_pages_nobody(sim_factory, isolated_env: Path,
+                                                           endpoint: AlertEndpoint) -> None:
+    def drop(sim, store, results) -> None:  # noqa: ANN001
+        sim.drop_connections()  # Act: every socket closed, the listener stays: the monitor's probe connects
+
+    _sim, driven = _monitored_session(sim_factory, isolated_env, endpoint, drop)
+
+    # Assert: no gateway alert, only the session's own end.
+    assert endpoint.titles() == ["ats: paper session stopped"]
+    assert gateway_status(store=driven.store)["paper"]["state"] in ("unknown", "healthy")

@@ -12,12 +12,11 @@ import signal
 from pathlib import Path
 
 import pytest
-
-from support import later
-
-from ats.sessions import list_sessions, session_detail
-from ats.store import open_store
 from fault_support import counts, placed, runner_env, start_runner, stop_process, wait_until
+
+from ats.governance.sessions import list_sessions, session_detail
+from ats.store import open_store
+from support import later
 
 pytestmark = pytest.mark.slow
 
@@ -34,9 +33,9 @@ def _running_session(store) -> str:  # noqa: ANN001
 @pytest.fixture
 def redis_node_id():
     """A node id of this test's own for the Redis variant (its keys are deleted afterwards)."""
-    import redis
-
     import uuid
+
+    import redis
 
     client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
     try:

@@ -22,15 +22,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
-from support import later
-from sqlalchemy.engine import make_url
-
-from ats import audit
-from ats.runner import SessionRequest
-from ats.sleeves import Sleeve
 from fault_support import placed, run_scripted_session, runner_env, start_runner, stop_process, wait_until
 from runner_support import session_settings
+from sqlalchemy.engine import make_url
+
+from ats.core.sleeves import Sleeve
+from ats.governance import audit
+from ats.trading.runner import SessionRequest
+from support import later
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

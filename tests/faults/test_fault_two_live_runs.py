@@ -10,28 +10,24 @@ refused before its node is built: it never connects to the gateway.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
+from fault_support import placed, start_runner, stop_process, wait_until
 
-from ats import approvals, audit, ladder
-from ats.sessions import list_sessions
+from ats.governance import approvals, audit
+from ats.governance.sessions import list_sessions
+from ats.research import ladder
 from ats.store import open_store
 from ats.strategies import get_strategy
-from fault_support import placed, start_runner, stop_process, wait_until
-from support import free_port
+from support import refused_port
 
 pytestmark = pytest.mark.slow
 
 LIVE_ACCOUNT = "U1234567"
 SLEEVE = ["--strategy", "ibs_reversion", "--instrument", "QQQ.NASDAQ", "--i-understand", LIVE_ACCOUNT]
-
-
-def _until(seconds: float) -> str:
-    return (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)).isoformat(timespec="seconds")
 
 
 def _live_sessions(store) -> list:  # noqa: ANN001
@@ -55,7 +51,7 @@ def _ready_for_live(data_dir: Path):  # noqa: ANN202
 def _live_env(data_dir: Path, live_port: int) -> dict[str, str]:
     return {"ATS_DATA_DIR": str(data_dir), "ATS_ENABLE_LIVE_TRADING": "true",
             "ATS_IB_LIVE_ACCOUNT_ID": LIVE_ACCOUNT, "ATS_IB_LIVE_PORT": str(live_port),
-            "ATS_IB_PAPER_PORT": str(free_port()), "ATS_GATEWAY_CONTROLLER": "docker"}
+            "ATS_IB_PAPER_PORT": str(refused_port()), "ATS_GATEWAY_CONTROLLER": "docker"}
 
 
 def test_second_live_run_is_refused_while_one_is_running(sim_factory, isolated_env: Path) -> None:
@@ -63,7 +59,7 @@ def test_second_live_run_is_refused_while_one_is_running(sim_factory, isolated_e
     store = _ready_for_live(isolated_env)
     live = sim_factory(mode="live", account=LIVE_ACCOUNT, clock="manual")
     env = _live_env(isolated_env, live.port)
-    first = start_runner("ats.live", [*SLEEVE, "--until", _until(60)], env)
+    first = start_runner("ats.live", [*SLEEVE, "--for", "10m"], env)
     second = None
     try:
         wait_until(lambda: [s.status for s in _live_sessions(store)] == ["running"] and live.bar_subscriptions >= 1,
@@ -72,9 +68,10 @@ def test_second_live_run_is_refused_while_one_is_running(sim_factory, isolated_e
         connections_before = live.api_connections  # the first run's client-id check and its node
 
         # Act
-        second = start_runner("ats.live", [*SLEEVE, "--until", _until(15)], env)
+        second = start_runner("ats.live", [*SLEEVE, "--for", "15s"], env)
         _, second_err = second.communicate(timeout=60)
         first_still_running = first.poll() is None
+        connections_after_second = live.api_connections  # before the first ends (and probes once more)
     finally:
         if first.poll() is None:
             first.send_signal(signal.SIGINT)
@@ -90,7 +87,7 @@ def test_second_live_run_is_refused_while_one_is_running(sim_factory, isolated_e
         f"(pid {first.pid} on {first_session.host}, since {first_session.started_at}) — "
         "stop it first (ats kill --mode live --reason …), one IB session at a time"]
     assert [r["gate"] for r in _refusals(store)] == ["one-session"]
-    assert live.api_connections == connections_before  # the second run never connected to the gateway
+    assert connections_after_second == connections_before  # the second run never connected to the gateway
     assert first_still_running, first_out + first_err
     assert placed(live) == []
 
@@ -100,14 +97,14 @@ def test_second_live_run_with_another_store_is_refused(sim_factory, isolated_env
     first_dir, second_dir = isolated_env, tmp_path / "other-ats-data"
     first_store, second_store = _ready_for_live(first_dir), _ready_for_live(second_dir)
     live = sim_factory(mode="live", account=LIVE_ACCOUNT, clock="manual")
-    first = start_runner("ats.live", [*SLEEVE, "--until", _until(60)], _live_env(first_dir, live.port))
+    first = start_runner("ats.live", [*SLEEVE, "--for", "10m"], _live_env(first_dir, live.port))
     second = None
     try:
         wait_until(lambda: [s.status for s in _live_sessions(first_store)] == ["running"]
                    and live.bar_subscriptions >= 1, what="the first live session trading")
 
         # Act: the second run either ends (refused) or starts a live session of its own.
-        second = start_runner("ats.live", [*SLEEVE, "--until", _until(60)], _live_env(second_dir, live.port))
+        second = start_runner("ats.live", [*SLEEVE, "--for", "10m"], _live_env(second_dir, live.port))
         wait_until(lambda: second.poll() is not None or _live_sessions(second_store),
                    what="the second run to be refused or to start a session")
         started = _live_sessions(second_store)

@@ -6,20 +6,22 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-from ats.settings import load_settings
-from ats.store import open_store
-from flow_support import LIVE_ACCOUNT, approve, pass_paper_rung
+from flow_support import (
+    LIVE_ACCOUNT,
+    approve,
+    deployment_named,
+    final_state_of,
+    pass_paper_rung,
+    run_until_an_order_rests,
+    serve_deployments,
+)
 from runner_support import wait_until
-from support import free_port, later
 
-REPO = Path(__file__).resolve().parents[2]
+from ats.core.settings import load_settings
+from ats.store import open_store
+from support import later
 
 
 def _next_runs(rrule: str, start: dt.datetime, n: int) -> list[dt.datetime]:
@@ -61,42 +63,16 @@ def test_go_live_is_served_only_when_live_trading_is_enabled() -> None:
     assert go_live.tags == ["real-money"]
     assert go_live.concurrency_limit == 1
     assert go_live.concurrency_options.collision_strategy.value == "CANCEL_NEW"
-    assert {d.name for d in disabled} == {"paper-session", "research-ladder", "gateway-health"}
+    assert {d.name for d in disabled} == {"paper-session", "research-ladder", "gateway-health", "kill-switch",
+                                          "audit-anchor"}
 
 
 @pytest.fixture(scope="module")
 def served(prefect_server, tmp_path_factory: pytest.TempPathFactory):
     """``python -m deployments`` serving against the test Prefect server, live trading enabled."""
-    data_dir = tmp_path_factory.mktemp("served-data")
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ATS_")},
-           "PREFECT_API_URL": prefect_server["url"], "PREFECT_HOME": str(prefect_server["home"]),
-           "ATS_DATA_DIR": str(data_dir), "ATS_ENABLE_LIVE_TRADING": "true",
-           "ATS_IB_LIVE_ACCOUNT_ID": LIVE_ACCOUNT, "ATS_IB_PAPER_PORT": str(free_port()),
-           "ATS_IB_LIVE_PORT": str(free_port()), "ATS_GATEWAY_CONTROLLER": "external",
-           "ATS_GATEWAY_START_TIMEOUT_SECONDS": "20", "ATS_HEALTH_INTERVAL_SECONDS": "3600"}
-    log = open(data_dir / "serve.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "deployments"], cwd=REPO, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield {"env": env, "data_dir": data_dir, "proc": proc, "log": data_dir / "serve.log"}
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        log.close()
-
-
-async def _deployment(client, name: str):  # noqa: ANN001, ANN202
-    for _ in range(600):
-        try:
-            return await client.read_deployment_by_name(name)
-        except Exception:  # noqa: BLE001 - not registered yet
-            await asyncio.sleep(0.1)
-    raise TimeoutError(f"deployment {name} never appeared")
+    with serve_deployments(prefect_server, tmp_path_factory.mktemp("served-data"), ATS_ENABLE_LIVE_TRADING="true",
+                           ATS_IB_LIVE_ACCOUNT_ID=LIVE_ACCOUNT) as serving:
+        yield serving
 
 
 @pytest.mark.slow
@@ -106,10 +82,12 @@ def test_served_paper_session_gets_scheduled_runs(served, prefect_api: str) -> N
 
     async def scheduled() -> list:
         async with get_client() as client:
-            deployment = await _deployment(client, "paper-session/paper-session")
+            deployment = await deployment_named(client, "paper-session/paper-session")
             for _ in range(900):
                 runs = await client.read_flow_runs(deployment_filter=DeploymentFilter(
                     id=DeploymentFilterId(any_=[deployment.id])))
+                # The scheduler's runs (other tests on this server start runs of the deployment by hand).
+                runs = [r for r in runs if r.auto_scheduled]
                 if runs:
                     return runs
                 await asyncio.sleep(0.1)
@@ -135,32 +113,26 @@ def test_cancelling_a_served_go_live_run_halts_the_node(served, prefect_api: str
     from prefect.client.schemas.objects import StateType
     from prefect.states import Cancelling
 
-    from ats import audit
-    from ats.sessions import list_sessions
+    from ats.governance import audit
+    from ats.governance.sessions import list_sessions
 
     store = open_store(f"sqlite:///{served['data_dir'] / 'ats.sqlite3'}")
     os.environ["ATS_DATA_DIR"] = str(served["data_dir"])
+    os.environ["ATS_AUDIT_KEY_FILE"] = served["env"]["ATS_AUDIT_KEY_FILE"]  # one key per audit log
+    sleeve_params = {"quantities": [1], "limit_price": 100.0}
     try:
-        from ats.settings import get_settings
+        from ats.core.settings import get_settings
 
         get_settings.cache_clear()
-        pass_paper_rung("order_check")
-        approve("order_check")
+        pass_paper_rung("order_check", params=sleeve_params)
+        approve("order_check", params=sleeve_params)
     finally:
         os.environ["ATS_DATA_DIR"] = served["env"]["ATS_DATA_DIR"]
     live = sim_factory(mode="live", account=LIVE_ACCOUNT, port=int(served["env"]["ATS_IB_LIVE_PORT"]))
     params = {"strategy": "order_check", "instrument": "QQQ.NASDAQ",
-              "params": {"quantities": [1], "limit_price": 100.0}, "i_understand": LIVE_ACCOUNT, "until": later()}
+              "params": sleeve_params, "i_understand": LIVE_ACCOUNT, "until": later()}
 
-    async def start_run():  # noqa: ANN202
-        async with get_client() as client:
-            deployment = await _deployment(client, "go-live/go-live")
-            return await client.create_flow_run_from_deployment(deployment.id, parameters=params)
-
-    run = asyncio.run(start_run())
-    wait_until(lambda: live.bar_subscriptions >= 1, timeout=120, what="the served live node's bar subscription")
-    live.advance(1)
-    wait_until(lambda: [r["kind"] for r in live.ledger] == ["place"], what="the resting order at the broker")
+    run = run_until_an_order_rests("go-live/go-live", params, live)
 
     # Act: cancel the run as the Prefect UI does.
     async def cancel() -> None:
@@ -174,18 +146,15 @@ def test_cancelling_a_served_go_live_run_halts_the_node(served, prefect_api: str
 
     async def final_state():  # noqa: ANN202
         async with get_client() as client:
-            for _ in range(600):
-                current = await client.read_flow_run(run.id)
-                if current.state.is_final():
-                    return current.state
-                await asyncio.sleep(0.1)
-            return current.state
+            return await final_state_of(client, run.id)
 
     state = asyncio.run(final_state())
 
     # Assert
     [session] = list_sessions("live", store=store)
-    assert session.status == "killed" and "SIGTERM" in (session.reason or ""), session
+    # The runner's SIGTERM or the session's own read of the run's state (Cancelling), whichever came first.
+    cause = "SIGTERM" in (session.reason or "") or "Cancelling" in (session.reason or "")
+    assert (session.status, cause) == ("killed", True), (session.reason, live.ledger)
     assert [r["kind"] for r in live.ledger] == ["place", "cancel"]
     actions = [r.action for r in audit.list_rows(store=store, limit=500)]
     assert {"session.halted", "session.killed", "order.canceled"} <= set(actions)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import subprocess
 import sys
@@ -10,20 +9,16 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from ats import audit
-from ats.gateway.controllers import SimController, use_controller
-from ats.sessions import list_sessions
-from ats.store import open_store
 from flow_support import LIVE_ACCOUNT, approve, pass_paper_rung, read_artifact, reload_settings
 from runner_support import wait_until
+
+from ats.gateway.controllers import SimController, use_controller
+from ats.governance import audit
+from ats.governance.sessions import list_sessions
+from ats.store import open_store
 from support import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _until(seconds: float) -> str:
-    return (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)).isoformat(timespec="seconds")
 
 
 @pytest.fixture
@@ -41,8 +36,8 @@ def live_env(isolated_env: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: s
 
 def test_go_live_end_to_end_on_the_simulator(live_env: dict[str, str]) -> None:
     # Arrange: the paper gateway is up (simulated), the live one is down.
+    from ats.core.settings import get_settings
     from flows.go_live import go_live
-    from ats.settings import get_settings
 
     controller = SimController(get_settings(), clock="manual", start="2024-06-03")
     use_controller(controller)
@@ -57,12 +52,14 @@ def test_go_live_end_to_end_on_the_simulator(live_env: dict[str, str]) -> None:
         live.wait_for(lambda: any(r.get("result") == "filled" for r in live.ledger), timeout=30)
         traded.set()
 
+    params = {"buy_threshold": 0.99, "sell_threshold": 1.0}
+    pass_paper_rung(params=params)  # the rung and the approval are pinned to these params
+    approve(params=params)
     threading.Thread(target=trade_on_the_live_simulator, daemon=True).start()
     try:
         # Act
-        state = go_live(strategy="ibs_reversion", instrument="QQQ.NASDAQ",
-                        params={"buy_threshold": 0.99, "sell_threshold": 1.0},
-                        i_understand=LIVE_ACCOUNT, until=_until(15), return_state=True)
+        state = go_live(strategy="ibs_reversion", instrument="QQQ.NASDAQ", params=params,
+                        i_understand=LIVE_ACCOUNT, for_seconds=15, return_state=True)
         outcome = state.result()
         live_ledger = controller.sim("live").ledger
         paper_up = controller.is_up("paper")
@@ -72,7 +69,7 @@ def test_go_live_end_to_end_on_the_simulator(live_env: dict[str, str]) -> None:
 
     # Assert
     assert traded.is_set()
-    assert (outcome["mode"], outcome["status"], outcome["reason"]) == ("live", "stopped", "reached the stop time")
+    assert (outcome["mode"], outcome["status"], outcome["reason"]) == ("live", "stopped", "ran for its 15 s")
     assert [t["side"] for t in outcome["trades"]] == ["BUY"]
     assert [r["kind"] for r in live_ledger] == ["place"]
     assert paper_up is False
@@ -84,12 +81,12 @@ def test_go_live_end_to_end_on_the_simulator(live_env: dict[str, str]) -> None:
 
     markdown = read_artifact(state.state_details.flow_run_id)
     assert "REAL MONEY" in markdown and "U***4567" in markdown and LIVE_ACCOUNT not in markdown
-    assert "reached the stop time" in markdown and "| BUY |" in markdown
+    assert "ran for its 15 s" in markdown and "| BUY |" in markdown
 
 
 PAUSED_RUN = """
 from flows.go_live import go_live
-go_live(strategy="ibs_reversion", instrument="QQQ.NASDAQ", until={until!r}, confirm_timeout_s=120)
+go_live(strategy="ibs_reversion", instrument="QQQ.NASDAQ", for_seconds=3, confirm_timeout_s=120)
 """
 
 
@@ -97,9 +94,9 @@ def test_pause_asks_again_on_a_wrong_id_and_resumes_on_the_right_one(live_env: d
     # Arrange: the live gateway is a simulator this test runs; the flow only verifies gateways.
     from prefect.client.orchestration import get_client
 
-    live = sim_factory(mode="live", account=LIVE_ACCOUNT, port=int(live_env["ATS_IB_LIVE_PORT"]))
+    sim_factory(mode="live", account=LIVE_ACCOUNT, port=int(live_env["ATS_IB_LIVE_PORT"]))
     env = {**os.environ, **live_env, "ATS_GATEWAY_CONTROLLER": "external"}
-    proc = subprocess.Popen([sys.executable, "-c", PAUSED_RUN.format(until=_until(35))], env=env,
+    proc = subprocess.Popen([sys.executable, "-c", PAUSED_RUN], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     async def paused_run(client, after: int):  # noqa: ANN001, ANN202

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from ats import audit
-from ats.store import open_store
 from flow_support import LIVE_ACCOUNT, approve, pass_paper_rung, reload_settings
+
+from ats.governance import audit
+from ats.store import open_store
 from support import free_port
 
 pytestmark = pytest.mark.slow

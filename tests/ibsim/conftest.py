@@ -9,11 +9,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
-
 from ibsim_support import IBApp, SimProcess, start_sim_process
+
 
 @pytest.fixture
 def ib_app() -> Iterator[Callable[..., IBApp]]:

@@ -19,8 +19,8 @@ from typing import Any
 from ibapi import comm
 from ibapi.client import EClient
 from ibapi.contract import Contract
-from ibapi.order import Order
 from ibapi.decoder import Decoder
+from ibapi.order import Order
 from ibapi.wrapper import EWrapper
 
 REPO = Path(__file__).resolve().parents[2]
@@ -111,18 +111,56 @@ class IBApp(EClient):
             self._thread.join(timeout=10)
 
 
-def decode_with_ibapi(data: bytes, server_version: int = 200) -> tuple[RecordingWrapper, int]:
-    """Decode one framed server message with the real Decoder; assert every field was consumed.
+class CapturingConnection:
+    """A stand-in for ``EClient.conn``: keeps what the client sends instead of sending it."""
 
-    Returns the wrapper (with the callbacks) and the number of fields after the msg id.
+    def __init__(self) -> None:
+        self.msgs: list[bytes] = []
+
+    def sendMsg(self, msg: bytes) -> None:  # noqa: N802 - ibapi's name
+        self.msgs.append(msg)
+
+    def isConnected(self) -> bool:  # noqa: N802
+        return True
+
+
+def written_by_eclient(call: Callable[[EClient], None], server_version: int = 200) -> bytes:
+    """Let the stock ``EClient`` at ``server_version`` write one request (``call(client)``);
+    return the payload of its last frame."""
+    client = EClient(EWrapper())
+    client.conn = CapturingConnection()
+    client.serverVersion_ = server_version
+    client.connState = EClient.CONNECTED
+    client.clientId = 1
+    call(client)
+    assert client.conn.msgs, "the client wrote nothing (refused at this version?)"
+    _, payload, _ = comm.read_msg(client.conn.msgs[-1])
+    return payload
+
+
+def decode_with_ibapi(message: Any, server_version: int = 200) -> tuple[RecordingWrapper, int]:
+    """Encode ``message`` (an :class:`~ats.ibsim.outgoing.OutMsg`, or framed bytes) at
+    ``server_version`` and decode it with the real ``Decoder`` at that version.  A text message
+    must have every field consumed; a protobuf one must parse.
+
+    Returns the wrapper (with the callbacks) and the number of text fields after the msg id
+    (-1 for protobuf).
     """
+    data = message if isinstance(message, bytes) else message.encode(server_version)
     size, payload, rest = comm.read_msg(data)
     assert size == len(payload) and rest == b"", "exactly one complete frame"
-    msg_id_text, _, body = payload.partition(b"\0")
-    msg_id = int(msg_id_text)
-    fields = comm.read_fields(body)
     wrapper = RecordingWrapper()
     decoder = Decoder(wrapper, server_version)
+    if server_version >= 201:
+        msg_id, body = int.from_bytes(payload[:4], "big"), payload[4:]
+        if msg_id > 200:
+            decoder.processProtoBuf(body, msg_id - 200)
+            assert wrapper.calls, "the protobuf handler did not call the wrapper"
+            return wrapper, -1
+    else:
+        msg_id_text, _, body = payload.partition(b"\0")
+        msg_id = int(msg_id_text)
+    fields = comm.read_fields(body)
     info = decoder.msgId2handleInfo[msg_id]
     if info.wrapperMeth is not None:
         expected = len(info.wrapperParams) - 1  # minus self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from decimal import Decimal
@@ -12,9 +13,9 @@ from ibapi.contract import Contract
 from ibapi.execution import ExecutionFilter
 from ibapi.order import Order
 from ibapi.order_cancel import OrderCancel
-
-from ats.ibsim import SimGateway, commission_for
 from ibsim_support import IBApp, nautilus_qqq, order, stock
+
+from ats.ibsim import SimGateway, commission_for, versions
 
 pytestmark = pytest.mark.timeout(60)
 App = Callable[..., IBApp]
@@ -30,7 +31,7 @@ def summary(app: IBApp, req_id: int) -> dict[str, tuple[str, str]]:
 def test_eclient_connects_and_gets_accounts_and_next_id(sim_gateway: SimGateway, ib_app: App) -> None:
     app = ib_app(sim_gateway.port, 3)
     next_id = app.wait_ready()
-    assert app.serverVersion() == 200
+    assert app.serverVersion() == versions.DEFAULT_VERSION
     assert app.rec.named("managedAccounts") == [("DU1234567",)]
     assert next_id == 1
     app.rec.wait_for("error", lambda a: a[2] == 2158)
@@ -125,9 +126,6 @@ def test_commission_follows_ib_fixed_tier() -> None:
 @pytest.mark.parametrize(("contract", "o", "why"), [
     (nautilus_qqq(), order("BUY", 1000), "insufficient cash"),
     (nautilus_qqq(), order("SELL", 1), "short sale"),
-    (stock("NOPE"), order("BUY", 1), "No security definition"),
-    (nautilus_qqq(), order("BUY", 0), "invalid quantity"),
-    (nautilus_qqq(), order("BUY", 1, "STP"), "order type"),
 ])
 def test_unacceptable_orders_get_error_201(sim_gateway: SimGateway, ib_app: App, contract: Contract, o: Order,
                                            why: str) -> None:
@@ -296,8 +294,35 @@ def test_historical_request_with_end_date_has_no_updates(sim_gateway: SimGateway
     app.reqHistoricalData(61, nautilus_qqq(), "20240531 23:59:59 UTC", "5 D", "1 day", "TRADES", 1, 2, False, [])
     app.rec.wait_for("historicalDataEnd", lambda a: a[0] == 61)
     assert [b.date for _, b in app.rec.named("historicalData")] == ["20240528", "20240529", "20240530", "20240531"]
-    app.reqHistoricalData(62, nautilus_qqq(), "", "1 D", "5 mins", "TRADES", 1, 2, False, [])
+    app.reqHistoricalData(62, nautilus_qqq(), "", "1 D", "1 week", "TRADES", 1, 2, False, [])
     assert app.rec.wait_for("error", lambda a: a[0] == 62)[2] == 162
+
+
+def test_intraday_bars_are_cut_from_the_day_and_quotes_carry_no_volume(sim_gateway: SimGateway,
+                                                                       ib_app: App) -> None:
+    # Arrange
+    app = ib_app(sim_gateway.port)
+    app.wait_ready()
+    day = sim_gateway.market.instruments["QQQ.NASDAQ"].bar_on(dt.date(2024, 5, 31))
+
+    # Act: 30-minute trades and bid bars of 2024-05-31, dates as epoch seconds.
+    app.reqHistoricalData(63, nautilus_qqq(), "20240531 23:59:59 UTC", "1 D", "30 mins", "TRADES", 1, 2, False, [])
+    app.rec.wait_for("historicalDataEnd", lambda a: a[0] == 63)
+    app.reqHistoricalData(64, nautilus_qqq(), "20240531 23:59:59 UTC", "1 D", "30 mins", "BID", 1, 2, False, [])
+    app.rec.wait_for("historicalDataEnd", lambda a: a[0] == 64)
+    app.reqHistoricalData(65, nautilus_qqq(), "", "1 D", "1 day", "OPTION_IMPLIED_VOLATILITY", 1, 1, False, [])
+    error = app.rec.wait_for("error", lambda a: a[0] == 65)
+
+    # Assert: 13 half hours from the open to the close, within the day's range; bids a cent lower.
+    trades = [b for r, b in app.rec.named("historicalData") if r == 63]
+    bids = [b for r, b in app.rec.named("historicalData") if r == 64]
+    assert len(trades) == 13 and int(trades[0].date) == 1717162200  # 2024-05-31 09:30 New York
+    assert (trades[0].open, trades[-1].close) == (day.open, day.close)
+    assert min(b.low for b in trades) == day.low and max(b.high for b in trades) == day.high
+    assert sum(int(b.volume) for b in trades) <= day.volume
+    assert [round(b.close - 0.01, 2) for b in trades] == [b.close for b in bids]
+    assert {int(b.volume) for b in bids} == {-1}
+    assert error[2] == 162 and "OPTION_IMPLIED_VOLATILITY" in error[3]
 
 
 def test_real_time_bars_follow_the_clock(sim_gateway: SimGateway, ib_app: App) -> None:

@@ -10,12 +10,11 @@ from collections.abc import Callable
 
 import pytest
 import typer
+from ibsim_support import REPO, IBApp, SimProcess, nautilus_qqq, order
 from typer.testing import CliRunner
 
 from ats.cli import sim as sim_cli
-from ats.ibsim import ControlClient, SimGateway, SimInputError
-from ats.ibsim import wire
-from ibsim_support import REPO, IBApp, SimProcess, nautilus_qqq, order
+from ats.ibsim import ControlClient, SimGateway, SimInputError, wire
 
 pytestmark = pytest.mark.timeout(60)
 App = Callable[..., IBApp]
@@ -26,8 +25,15 @@ def _connect(port: int) -> socket.socket:
     return sock
 
 
-def _handshake(sock: socket.socket, versions: bytes = b"v100..223") -> None:
+def _handshake(sock: socket.socket, versions: bytes = b"v100..200") -> None:
+    """Version 200 and below: decimal-text message ids, no protobuf (what these raw tests write)."""
     sock.sendall(b"API\0" + struct.pack("!I", len(versions)) + versions)
+
+
+def _frame(msg_id: int, *values: object) -> bytes:
+    """One text request as an ibapi client below version 201 writes it."""
+    payload = "".join(wire.field(v) + "\0" for v in (msg_id, *values)).encode("ascii")
+    return struct.pack("!I", len(payload)) + payload
 
 
 def _read_frame(sock: socket.socket) -> list[bytes] | None:
@@ -62,7 +68,7 @@ def _started_socket(port: int, client_id: int = 50) -> socket.socket:
     sock = _connect(port)
     _handshake(sock)
     assert _read_frame(sock)[0] == b"200"
-    sock.sendall(wire.frame(71, 2, client_id, ""))
+    sock.sendall(_frame(71, 2, client_id, ""))
     while (frame := _read_frame(sock)) is not None:
         if frame[:3] == [b"4", b"-1", b"2158"]:
             return sock
@@ -93,18 +99,28 @@ def test_garbage_handshake_closes_the_connection(sim_gateway: SimGateway, ib_app
     _still_serves(sim_gateway, ib_app, 1)
 
 
-def test_client_without_version_200_is_closed(sim_gateway: SimGateway) -> None:
+def test_an_older_client_gets_its_own_highest_version(sim_gateway: SimGateway) -> None:
     with _connect(sim_gateway.port) as sock:
         _handshake(sock, b"v100..150")
-        assert _read_until_closed(sock) == []
+        fields = _read_frame(sock)
+        assert fields is not None and fields[0] == b"150" and len(fields) == 2
+
+
+@pytest.mark.parametrize("client_range", [b"v20..99", b"v224..230"])
+def test_a_client_range_outside_the_gateway_gets_its_version_and_is_closed(sim_gateway: SimGateway,
+                                                                          client_range: bytes) -> None:
+    with _connect(sim_gateway.port) as sock:
+        _handshake(sock, client_range)
+        frames = _read_until_closed(sock)
+    assert frames == [[str(sim_gateway.server_version).encode(), frames[0][1]]]
 
 
 def test_unknown_message_id_gets_error_505_and_the_connection_stays(sim_gateway: SimGateway) -> None:
     with _started_socket(sim_gateway.port) as sock:
-        sock.sendall(wire.frame(177, 1, 2, 3))
+        sock.sendall(_frame(177, 1, 2, 3))
         fields = _read_frame(sock)
         assert fields[:3] == [b"4", b"-1", b"505"]
-        sock.sendall(wire.frame(8, 1, -1))  # still answers: reqIds
+        sock.sendall(_frame(8, 1, -1))  # still answers: reqIds
         assert _read_frame(sock)[0] == b"9"
 
 
@@ -126,9 +142,9 @@ def test_oversized_length_gets_error_507_and_is_closed(sim_gateway: SimGateway) 
 
 def test_truncated_known_request_gets_error_320_and_the_connection_stays(sim_gateway: SimGateway) -> None:
     with _started_socket(sim_gateway.port) as sock:
-        sock.sendall(wire.frame(9, 8, 5))  # reqContractDetails cut short
+        sock.sendall(_frame(9, 8, 5))  # reqContractDetails cut short
         assert _read_frame(sock)[:3] == [b"4", b"-1", b"320"]
-        sock.sendall(wire.frame(49, 1))
+        sock.sendall(_frame(49, 1))
         assert _read_frame(sock)[0] == b"49"
 
 
@@ -224,6 +240,8 @@ def _cli() -> typer.Typer:
     (["--data", "QQQ=" + str(REPO / "ats/data/QQQ_unadjusted.csv")], "SYMBOL.VENUE"),
     (["--speed", "fast"], "bad speed"),
     (["--start", "June"], "bad date"),
+    (["--server-version", "99"], "outside 100..223"),
+    (["--server-version", "224"], "outside 100..223"),
 ])
 def test_cli_refuses_bad_input_with_one_line(args: list[str], message: str) -> None:
     result = CliRunner().invoke(_cli(), ["--port", "0", *args])
@@ -234,19 +252,22 @@ def test_cli_refuses_bad_input_with_one_line(args: list[str], message: str) -> N
 def test_cli_help_explains_the_command() -> None:
     result = CliRunner().invoke(_cli(), ["--help"])
     assert result.exit_code == 0
-    for word in ("--mode", "--port", "--account", "--data", "--speed", "--start", "--ledger", "--control-port"):
+    for word in ("--mode", "--port", "--account", "--data", "--speed", "--start", "--ledger", "--control-port",
+                 "--server-version"):
         assert word in result.output
 
 
 def test_subprocess_simulator_is_controlled_over_the_control_port(
     sim_process: Callable[..., SimProcess], ib_app: App,
 ) -> None:
-    proc = sim_process("--speed", "manual", "--start", "2024-06-03", "--account", "DU7654321")
+    proc = sim_process("--speed", "manual", "--start", "2024-06-03", "--account", "DU7654321",
+                       "--server-version", "187")
     app = ib_app(proc.port, 1)
     app.wait_ready()
     with ControlClient(proc.control_port) as control:
         status = control.call("status")
         assert (status["account"], status["date"], status["clients"]) == ("DU7654321", "2024-06-03", [1])
+        assert (app.serverVersion(), status["server_version"], status["negotiated_versions"]) == (187, 187, [187])
         assert control.call("advance", days=2)["date"] == "2024-06-05"
         control.call("error", code=1100)
         assert app.rec.wait_for("error", lambda a: a[2] == 1100)

@@ -7,9 +7,9 @@ runner in between); the simulator otherwise fills market orders at once.
 from __future__ import annotations
 
 import pytest
+from ibsim_support import nautilus_qqq, order
 
 from ats.ibsim import SimGateway
-from ibsim_support import nautilus_qqq, order
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -86,3 +86,33 @@ def _all_executions():  # noqa: ANN202
     from ibapi.execution import ExecutionFilter
 
     return ExecutionFilter()
+
+
+def test_held_acks_reach_the_client_only_when_released_and_in_order(sim_gateway: SimGateway, ib_app) -> None:
+    # Arrange
+    app = ib_app(sim_gateway.port)
+    order_id = app.wait_ready()
+    sim_gateway.hold_acks(True)
+
+    # Act: the order and its cancel reach the gateway; a later request is answered at once.
+    app.placeOrder(order_id, nautilus_qqq(), order("BUY", 1, "LMT", limit=100.0))
+    app.cancelOrder(order_id, _cancel())
+    app.reqCurrentTime()
+    app.rec.wait_for("currentTime")
+    heard_while_held = [n for n, a in app.rec.calls if n in ("openOrder", "orderStatus", "error") and a[0] == order_id]
+    held = sim_gateway.held_acks
+    sim_gateway.release_acks()
+    app.rec.wait_for("orderStatus", lambda a: a[0] == order_id and a[1] == "Cancelled")
+
+    # Assert
+    assert heard_while_held == [] and held >= 3
+    assert [(r["kind"], r["result"]) for r in sim_gateway.ledger] == [("place", "accepted"), ("cancel", "cancelled")]
+    statuses = [a[1] for a in app.rec.named("orderStatus") if a[0] == order_id]
+    assert statuses[0] == "Submitted" and statuses[-1] == "Cancelled"
+    assert sim_gateway.held_acks == 0
+
+
+def _cancel():  # noqa: ANN202
+    from ibapi.order_cancel import OrderCancel
+
+    return OrderCancel()

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-
-from ats.ibsim import SimGateway
 from ibsim_support import NodeProcess
+
+from ats.ibsim import SimGateway, versions
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -34,10 +34,17 @@ def _bar_dates(node: NodeProcess) -> list[int]:
     return [e["ts_event"] for e in node.named("bar")]
 
 
+# 176: an older gateway (text only); 200: the last text-only version; 203: binary ids, protobuf
+# executions, errors and orders; the default: a current gateway (everything the adapter uses in
+# protobuf).  The adapter asks v100..v223 and gets min(223, the gateway's version).
+GATEWAY_VERSIONS = [176, 200, 203, versions.DEFAULT_VERSION]
+
+
+@pytest.mark.parametrize("server_version", GATEWAY_VERSIONS)
 def test_node_trades_then_a_restarted_node_reconciles_position_and_open_order(
-    sim_gateway: SimGateway, node: Callable[..., NodeProcess]
+    sim_factory, node: Callable[..., NodeProcess], server_version: int
 ) -> None:
-    sim = sim_gateway
+    sim = sim_factory(server_version=server_version)
     first = node(sim.port, "trade")
 
     first.wait_event("instrument", lambda e: e["id"] == "QQQ.NASDAQ" and e["price_precision"] == 2)
@@ -72,6 +79,7 @@ def test_node_trades_then_a_restarted_node_reconciles_position_and_open_order(
     assert order["client_order_id"] == resting_id
     assert (order["status"], order["side"], order["quantity"], order["price"]) == ("ACCEPTED", "BUY", "3", "100.00")
     assert sim.ledger == ledger_before, "reconciliation must not send orders"
+    assert set(sim.negotiated_versions) == {server_version}
 
 
 def test_node_keeps_receiving_bars_after_drop_outage_ibc_restart_and_error_1100(
@@ -89,7 +97,8 @@ def test_node_keeps_receiving_bars_after_drop_outage_ibc_restart_and_error_1100(
         fault()
         assert sim.wait_for(lambda: sim.bar_subscriptions == 0, 10)
         # The adapter waits 5 s before it reconnects (longer while the outage refuses it).
-        assert sim.wait_for(lambda: sim.api_connections > connections and sim.bar_subscriptions == 1, 60)
+        assert sim.wait_for(lambda connections=connections: sim.api_connections > connections
+                            and sim.bar_subscriptions == 1, 60)
         seen = len(_bar_dates(probe))
         sim.advance()
         probe.wait_event("bar", lambda e, seen=seen: len(_bar_dates(probe)) > seen)

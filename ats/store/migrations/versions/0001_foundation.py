@@ -72,29 +72,10 @@ def upgrade() -> None:
 
 
 def _append_only_triggers() -> None:
-    dialect = op.get_bind().dialect.name
+    from ats.store.append_only import create_append_only_triggers
+
     for table in APPEND_ONLY:
-        if dialect == "sqlite":
-            for verb in ("UPDATE", "DELETE"):
-                op.execute(sa.text(
-                    f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
-                    f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {verb} refused'); END"
-                ))
-        elif dialect == "postgresql":
-            op.execute(sa.text(
-                f"CREATE OR REPLACE FUNCTION {table}_append_only() RETURNS trigger "
-                f"LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '{table} is append-only: % refused', TG_OP; END $$"
-            ))
-            op.execute(sa.text(
-                f"CREATE TRIGGER {table}_no_update_delete BEFORE UPDATE OR DELETE ON {table} "
-                f"FOR EACH ROW EXECUTE FUNCTION {table}_append_only()"
-            ))
-            op.execute(sa.text(
-                f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-                f"FOR EACH STATEMENT EXECUTE FUNCTION {table}_append_only()"
-            ))
-        else:  # pragma: no cover - we only support the two
-            raise RuntimeError(f"unsupported database dialect {dialect!r}")
+        create_append_only_triggers(op, table)
 
 
 def downgrade() -> None:

@@ -1,0 +1,157 @@
+"""The audit head anchored outside the database.
+
+Why: the hash chain and its ``audit_head`` row live in the same database.  Someone who deletes
+the newest rows *and* moves ``audit_head`` back leaves a shorter chain that is internally
+perfect.  So the head — (seq, hash, HMAC) — is also kept where a database edit cannot reach:
+
+* **the anchor file** (``ATS_AUDIT_ANCHOR_FILE``, default ``audit.anchor.json`` beside the key
+  file), rewritten after every commit that appended audit rows (:func:`record`, called by
+  :meth:`ats.store.Store.write`).  One JSON file holds the heads of every store this machine
+  writes to, filed under each store's random ``store_id``; a head only ever moves forward.
+  Writes are serialised by an ``flock`` on ``<file>.lock`` and atomic (temporary file, rename);
+* **a scheduled publication** (:func:`publish`, ``ats audit anchor``, the ``audit-anchor`` flow):
+  the head sent through apprise (``ATS_ALERT_URLS``) to somewhere off this machine, and written
+  to the file.  A published head can be checked later with ``ats audit verify --anchor SEQ:HASH``.
+
+:func:`ats.governance.audit.verify` checks that the database still holds the anchored row with the same
+hash and HMAC: a truncation is reported as "audit log truncated: anchored head seq N is
+missing", a rewrite as the anchored row differing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ats.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ats.core.settings import Settings
+    from ats.store import Store
+
+ANCHOR_VARIABLE = "ATS_AUDIT_ANCHOR_FILE"
+_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """The head of one store's audit log as anchored outside the database."""
+
+    store_id: str
+    seq: int
+    hash: str
+    hmac: str | None
+    keyed_from: int | None
+    at: str
+    store: str = ""  # the store's URL without password, for the human reading the file
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def anchor_path(settings: Settings | None = None) -> Path:
+    if settings is None:
+        from ats.core.settings import get_settings
+
+        settings = get_settings()
+    return settings.audit.resolved_anchor_file
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {"version": _VERSION, "stores": {}}
+    except OSError as exc:
+        raise ConfigError(f"{ANCHOR_VARIABLE}: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict) or not isinstance(data.get("stores"), dict):
+            raise ValueError("no 'stores' object")
+    except ValueError as exc:
+        raise ConfigError(f"{ANCHOR_VARIABLE}: {path} is not an ats audit anchor file ({exc})") from None
+    return data
+
+
+def read_anchor(store_id: str, path: Path | None = None) -> Anchor | None:
+    """The anchored head of store ``store_id``, or ``None`` when this file never anchored it."""
+    path = path or anchor_path()
+    entry = _load(path)["stores"].get(store_id)
+    if entry is None:
+        return None
+    try:
+        return Anchor(store_id=store_id, seq=int(entry["seq"]), hash=str(entry["hash"]),
+                      hmac=entry.get("hmac"), keyed_from=entry.get("keyed_from"), at=str(entry.get("at", "")),
+                      store=str(entry.get("store", "")))
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"{ANCHOR_VARIABLE}: {path}: the entry of store {store_id} is malformed") from None
+
+
+def record(anchor: Anchor, path: Path | None = None) -> bool:
+    """Write ``anchor`` unless the file already holds a head at least as far; True if written.
+
+    Called after each commit that appended audit rows.  Commits of one store are serialised by
+    the database, but their anchor writes are not: a slower writer must not move the head back.
+    """
+    path = path or anchor_path()
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock = os.open(path.with_name(path.name + ".lock"), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            data = _load(path)
+            current = data["stores"].get(anchor.store_id)
+            if current is not None and int(current.get("seq", 0)) >= anchor.seq:
+                return False
+            entry = anchor.as_dict()
+            del entry["store_id"]
+            data["stores"][anchor.store_id] = entry
+            data["version"] = _VERSION
+            text = json.dumps(data, indent=1, sort_keys=True).encode("utf-8")
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
+                handle.write(text)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            return True
+        finally:
+            os.close(lock)  # releases the lock
+    except OSError as exc:
+        raise ConfigError(f"{ANCHOR_VARIABLE}: cannot write {path}: {exc.strerror or exc}") from None
+
+
+def publish(*, store: Store | None = None, settings: Settings | None = None,
+            send: bool = True) -> tuple[Anchor, bool | None]:
+    """Publish the current head: to the anchor file and (``send``) through apprise.
+
+    Returns the anchor and whether every apprise target accepted it (``None`` when no
+    ``ATS_ALERT_URLS`` is configured: the file is then the only anchor).
+    """
+    from ats.core import alerts
+    from ats.governance import audit
+    from ats.store import open_store
+
+    if settings is None:
+        from ats.core.settings import get_settings
+
+        settings = get_settings()
+    store = store or open_store(settings.resolved_database_url)
+    anchor = audit.current_anchor(store)
+    record(anchor, anchor_path(settings))
+    delivered: bool | None = None
+    if send and settings.alert_url_list:
+        body = "\n".join([
+            f"Store: {anchor.store_id}", f"Head: seq {anchor.seq}", f"Hash: {anchor.hash}",
+            f"HMAC: {anchor.hmac or '(none)'}", f"At: {anchor.at}",
+            f"Check later with: ats audit verify --anchor {anchor.seq}:{anchor.hash}",
+        ])
+        delivered = alerts.send(f"ats: audit head seq {anchor.seq}", body, "info")
+    return anchor, delivered

@@ -1,0 +1,69 @@
+"""The store: migrations on first use, SQLite pragmas, `ats db upgrade`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import inspect, text
+
+from ats.store import open_store
+from support import run_ats
+
+
+def test_first_use_creates_the_schema(store_url: str) -> None:
+    store = open_store(store_url)
+
+    tables = set(inspect(store.engine).get_table_names())
+
+    assert {"audit_log", "audit_head", "approval_events", "rung_verdicts", "alembic_version"} <= tables
+
+
+def test_sqlite_store_uses_wal_and_foreign_keys(sqlite_url: str) -> None:
+    store = open_store(sqlite_url)
+
+    with store.read() as conn:
+        journal = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+        foreign_keys = conn.exec_driver_sql("PRAGMA foreign_keys").scalar()
+        synchronous = conn.exec_driver_sql("PRAGMA synchronous").scalar()
+
+    assert (journal, foreign_keys, synchronous) == ("wal", 1, 2)
+
+
+def test_default_store_is_a_sqlite_file_under_the_data_dir(isolated_env: Path) -> None:
+    result = run_ats("db", "upgrade")
+
+    assert result.returncode == 0, result.stderr
+    assert (isolated_env / "ats.sqlite3").is_file()
+    assert "revision 0008" in result.stdout
+
+
+def test_db_upgrade_is_idempotent_on_postgres(pg_url: str) -> None:
+    first = run_ats("db", "upgrade", env={"ATS_DATABASE_URL": pg_url})
+    second = run_ats("db", "upgrade", env={"ATS_DATABASE_URL": pg_url})
+
+    assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
+    with open_store(pg_url).read() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0008"
+
+
+def test_unreachable_database_is_one_clear_line() -> None:
+    result = run_ats("audit", "verify", env={"ATS_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"})
+
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot open the store at postgresql+psycopg://nobody@127.0.0.1:1/none")
+
+
+def test_models_match_the_migrated_schema(store_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from ats.store.models import metadata
+
+    store = open_store(store_url)
+
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+
+    # Indexes are declared in the migrations only; tables and columns must agree exactly.
+    assert [d for d in diff if d[0] not in ("add_index", "remove_index")] == []

@@ -1,0 +1,121 @@
+"""Risk caps deny inside the node; the kill switch halts a running session from another process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from runner_support import drive_session, session_settings, wait_until
+
+from ats.core.alert_sink import AlertEndpoint
+from ats.core.errors import KillLatched
+from ats.core.sleeves import Sleeve
+from ats.governance import audit, killswitch
+from ats.governance.sessions import get_session, session_detail
+from ats.trading.gates import check_gates
+from ats.trading.runner import SessionRequest
+from support import run_ats
+
+pytestmark = pytest.mark.slow
+
+
+def test_order_above_the_cap_and_a_burst_above_the_rate_never_reach_the_broker(sim_factory, isolated_env: Path) -> None:
+    # Arrange: live-like caps on the paper simulator: 5000 USD per order, 2 orders per second.
+    sim = sim_factory(mode="paper", clock="manual", start="2024-06-03")
+    settings = session_settings(sim, isolated_env, ATS_PAPER_RISK_MAX_NOTIONAL_PER_ORDER="5000",
+                                ATS_PAPER_RISK_MAX_ORDER_SUBMIT_RATE="2/00:00:01")
+    # 20 shares of QQQ (~450 USD) = ~9000 USD > cap; then a burst of five 1-share orders.
+    request = SessionRequest("paper", [Sleeve("order_check", "QQQ.NASDAQ", "1-DAY-LAST",
+                                              {"quantities": [20, 1, 1, 1, 1, 1]})])
+
+    # Act
+    driven = drive_session(sim, settings, request, days=1)
+
+    # Assert
+    outcome, store = driven.outcome, driven.store
+    events = session_detail(outcome.session_id, store=store)["order_events"]
+    intents = [e for e in events if e["event"] == "intent"]
+    denied = [e for e in events if e["event"] == "denied"]
+    assert len(intents) == 6
+    assert any(e["quantity"] == 20 and "NOTIONAL" in e["details"]["reason"].upper() for e in denied)
+    burst_denied = [e for e in denied if e["quantity"] == 1]
+    assert burst_denied, "the burst above 2 orders/s must be throttled/denied"
+    placed = [row for row in sim.ledger if row["kind"] == "place"]
+    assert all(row["quantity"] == "1" for row in placed), placed
+    assert len(placed) == 5 - len(burst_denied)
+    actions = [r.action for r in audit.list_rows(store=store, limit=1000)]
+    assert actions.count("order.intent") == 6
+    assert actions.count("order.denied") == len(denied)
+
+
+def test_ats_kill_from_another_process_halts_the_session_and_latches(sim_factory, isolated_env: Path) -> None:
+    # Arrange
+    sim = sim_factory(mode="paper", clock="manual", start="2024-06-03")
+    endpoint = AlertEndpoint()
+    settings = session_settings(sim, isolated_env, ATS_ALERT_URLS=endpoint.url)
+    request = SessionRequest("paper", [Sleeve("order_check", "QQQ.NASDAQ", "1-DAY-LAST",
+                                              {"quantities": [1], "limit_price": 100.0})],
+                             for_seconds=600)  # ended by the kill; not by the clock of the day
+    env = {"ATS_DATA_DIR": str(isolated_env)}
+    killed = {}
+
+    def kill_after_first_day(guard, day: int) -> None:
+        # A resting limit order is open at the broker: the kill must cancel it.
+        wait_until(lambda: any(r["kind"] == "place" for r in sim.ledger), what="the limit order at the broker")
+        killed["result"] = run_ats("kill", "--mode", "paper", "--reason", "test kill", env=env)
+
+    # Act
+    try:
+        driven = drive_session(sim, settings, request, days=1, during=kill_after_first_day, stop=False,
+                              settle=False)
+        # The session halts on the kill socket before `ats kill` has written its latch and exited.
+        wait_until(lambda: "result" in killed, what="ats kill to exit")
+        titles = endpoint.titles()
+    finally:
+        endpoint.close()
+
+    # Assert
+    outcome, store = driven.outcome, driven.store
+    assert killed["result"].returncode == 0, killed["result"].stderr
+    assert outcome.status == "killed"
+    assert "kill switch by" in outcome.reason and "test kill" in outcome.reason
+    assert get_session(outcome.session_id, store=store).status == "killed"
+    assert [r["kind"] for r in sim.ledger] == ["place", "cancel"]
+    assert titles == ["ats: KILL SWITCH (paper)", "ats: paper session killed"]
+    actions = [r.action for r in audit.list_rows(store=store, limit=1000)]
+    assert {"kill.latch", "session.halted", "session.killed"} <= set(actions)
+    with pytest.raises(KillLatched, match="the paper kill switch is latched"):
+        check_gates(request, settings, store)
+    cleared = run_ats("kill", "--clear", "--mode", "paper", "--reason", "investigated", env=env)
+    assert cleared.returncode == 0, cleared.stderr
+    assert killswitch.latched("paper", store=store) is None
+    check_gates(request, settings, store)
+
+
+def test_a_kill_while_an_order_is_in_flight_cancels_it_once_the_broker_acknowledges_it(
+        sim_factory, isolated_env: Path) -> None:
+    # Arrange: the gateway has the limit order but holds its answers back, so the node still
+    # sees it in flight (SUBMITTED) when the kill switch halts the session.
+    sim = sim_factory(mode="paper", clock="manual", start="2024-06-03")
+    settings = session_settings(sim, isolated_env)
+    request = SessionRequest("paper", [Sleeve("order_check", "QQQ.NASDAQ", "1-DAY-LAST",
+                                              {"quantities": [1], "limit_price": 100.0})],
+                             for_seconds=600)  # ended by the kill; not by the clock of the day
+    sim.hold_acks(True)
+
+    def kill_while_the_order_is_in_flight(guard, day: int) -> None:
+        wait_until(lambda: sim.held_acks > 0, what="the limit order at the broker, not yet acknowledged")
+        killswitch.latch(["paper"], "kill with an order in flight", "test", store=guard.store)
+        wait_until(lambda: "session.halted" in [r.action for r in audit.list_rows(store=guard.store, limit=1000)],
+                   what="the session to halt")
+        sim.release_acks()  # the broker acknowledges: the order is open there now
+
+    # Act
+    driven = drive_session(sim, settings, request, days=1, during=kill_while_the_order_is_in_flight, stop=False,
+                           settle=False)
+
+    # Assert: the order was cancelled at the broker and the kill is reported clean.
+    outcome = driven.outcome
+    assert (outcome.status, outcome.reason) == ("killed", "kill switch by test: kill with an order in flight")
+    assert [(r["kind"], r["result"]) for r in sim.ledger] == [("place", "accepted"), ("cancel", "cancelled")]
+    assert sim.snapshot()["open_orders"] == []
