@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +41,26 @@ def run_ats(*args: str, env: dict[str, str] | None = None, input: str | None = N
         capture_output=True, text=True, env=full_env, input=input,
         cwd=cwd or os.getcwd(), timeout=timeout,
     )
+
+
+def reap(proc: subprocess.Popen | None, *readers: threading.Thread, timeout: float = 30) -> None:
+    """End ``proc`` (SIGKILL if it still runs), join the threads reading its pipes, close the pipes.
+
+    A pipe left open is only closed when the garbage collector finds the Popen, and its
+    ResourceWarning then fails whichever test happens to run (``filterwarnings = error``): CI once
+    blamed a simulator test for a runner test's stdout.  Every test that starts a process with a
+    pipe ends it here (or through ``communicate()``, which closes them too)."""
+    if proc is None:
+        return
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=timeout)
+    for reader in readers:
+        reader.join(timeout=timeout)
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
 def later(hours: float = 2) -> str:

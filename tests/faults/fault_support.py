@@ -23,6 +23,7 @@ from ats.ibsim import SimGateway
 from ats.store import Store
 from ats.store.models import session_bars
 from ats.trading.runner import SessionGuard, SessionOutcome, SessionRequest
+from support import reap
 
 __all__ = ["ScriptedSession", "advance_one_day", "bar_dates", "counts", "placed", "prefect_server",
            "run_scripted_session", "runner_env", "start_runner", "stop_process", "wait_until"]
@@ -85,9 +86,7 @@ def start_runner(module: str, args: list[str], env: dict[str, str]) -> subproces
 
 def stop_process(proc: subprocess.Popen | None) -> None:
     """Kill ``proc`` if it still runs (the test's cleanup; a passing test has already ended it)."""
-    if proc is not None and proc.poll() is None:
-        proc.kill()
-        proc.communicate(timeout=30)
+    reap(proc)
 
 
 def runner_env(sim: SimGateway, data_dir: Path, **extra: str) -> dict[str, str]:

@@ -16,7 +16,7 @@ from ats.gateway.controllers import SimController, use_controller
 from ats.governance import audit
 from ats.governance.sessions import list_sessions
 from ats.store import open_store
-from support import free_port
+from support import free_port, reap
 
 pytestmark = pytest.mark.slow
 
@@ -138,9 +138,7 @@ def test_pause_asks_again_on_a_wrong_id_and_resumes_on_the_right_one(live_env: d
         paused = asyncio.run(drive())
         output, _ = proc.communicate(timeout=180)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
 
     # Assert
     assert proc.returncode == 0, output[-3000:]

@@ -23,7 +23,7 @@ from ats.core.settings import get_settings
 from ats.governance import audit
 from ats.store import Store, open_store
 from ats.store.engine import forget_stores
-from support import run_ats
+from support import reap, run_ats
 
 
 def _fill(store: Store, n: int) -> None:
@@ -305,9 +305,7 @@ def test_four_processes_appending_keep_one_chain(store_url: str) -> None:
         outputs = [proc.communicate(timeout=240)[0] for proc in procs]
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            reap(proc)
 
     assert [p.returncode for p in procs] == [0, 0, 0, 0]
     assert all("done" in out for out in outputs)

@@ -4,6 +4,7 @@ decoding server messages with the real ``ibapi`` Decoder, and running the simula
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -22,6 +23,8 @@ from ibapi.contract import Contract
 from ibapi.decoder import Decoder
 from ibapi.order import Order
 from ibapi.wrapper import EWrapper
+
+from support import reap
 
 REPO = Path(__file__).resolve().parents[2]
 _NOT_RECORDED = {"logAnswer"}
@@ -182,15 +185,14 @@ class SimProcess:
     proc: subprocess.Popen[str]
     port: int
     control_port: int
+    drain: threading.Thread
 
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        reap(self.proc, self.drain, timeout=10)
 
 
 def start_sim_process(*args: str, timeout: float = 30.0) -> SimProcess:
@@ -217,8 +219,9 @@ def start_sim_process(*args: str, timeout: float = 30.0) -> SimProcess:
         proc.wait(timeout=10)
         raise AssertionError(f"the simulator process did not get ready (exit {proc.returncode})")
     # Keep draining stdout so the child never blocks on a full pipe.
-    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
-    return SimProcess(proc, int(ready["port"]), int(ready["control_port"]))
+    drain = threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True)  # type: ignore[union-attr]
+    drain.start()
+    return SimProcess(proc, int(ready["port"]), int(ready["control_port"]), drain)
 
 
 NODE_SCRIPT = Path(__file__).resolve().parent / "ibsim_node_script.py"
@@ -278,10 +281,7 @@ class NodeProcess:
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        self._reader.join(timeout=10)
+        reap(self.proc, self._reader, timeout=10)
 
 
 def nautilus_qqq() -> Contract:

@@ -13,7 +13,7 @@ from runner_support import counts, wait_until
 
 from ats.governance.sessions import list_sessions, session_detail
 from ats.store import open_store
-from support import later
+from support import later, reap
 
 pytestmark = pytest.mark.slow
 
@@ -62,10 +62,8 @@ def test_sigkill_then_restart_adopts_the_position_without_a_duplicate_order(sim_
         second.send_signal(signal.SIGINT)
         output, _ = second.communicate(timeout=60)
     finally:
-        for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        reap(first)
+        reap(second)
 
     # Assert
     placed = [r for r in sim.ledger if r["kind"] == "place"]

@@ -18,7 +18,7 @@ from ats.core.sleeves import Sleeve
 from ats.governance.sessions import finish_session, start_session
 from ats.store import open_store
 from ats.trading.runner import SessionRequest
-from support import run_ats
+from support import reap, run_ats
 
 pytestmark = pytest.mark.slow
 
@@ -47,12 +47,12 @@ class Watch:
     def finish(self, timeout: float = 60) -> tuple[int, str, str]:
         code = self.proc.wait(timeout=timeout)
         self._reader.join(timeout=10)
-        return code, self.text, self.proc.stderr.read()
+        err = self.proc.stderr.read()
+        reap(self.proc, self._reader)
+        return code, self.text, err
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
+        reap(self.proc, self._reader)
 
 
 def test_watch_follows_a_running_session_and_exits_with_its_final_state(sim_factory, isolated_env: Path) -> None:
