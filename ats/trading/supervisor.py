@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import datetime as dt
 import logging
 import signal
@@ -447,7 +448,13 @@ class SessionGuard:
                     with contextlib.suppress(Exception):
                         link.publish(self.session_id, self.plan.mode, latest)
 
-        thread = threading.Thread(target=follow, name="ats-run-follower", daemon=True)
+        # The thread runs in a copy of the caller's context: Prefect keeps the API it talks to in a
+        # context variable, and a bare thread falls back to the settings Prefect read from the
+        # environment at import — with the API given by ``temporary_settings`` (an in-process flow,
+        # the tests) that is no API at all, and Prefect then started an ephemeral server of its own
+        # from this thread (CI, one core: two at once, one left running).
+        context = contextvars.copy_context()
+        thread = threading.Thread(target=context.run, args=(follow,), name="ats-run-follower", daemon=True)
         thread.start()
         return thread
 

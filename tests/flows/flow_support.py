@@ -53,20 +53,28 @@ def reload_settings() -> None:
     get_settings.cache_clear()
 
 
-def read_artifact(flow_run_id) -> str:  # noqa: ANN001
-    """The markdown of the (first) artifact a flow run created, read back from the server."""
+def run_artifacts(flow_run_id) -> dict[str, str]:  # noqa: ANN001
+    """The artifacts a flow run created (key → latest data), read back from the server, oldest first."""
     import asyncio
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.client.schemas.sorting import ArtifactSort
 
-    async def read() -> str:
+    async def read() -> dict[str, str]:
         async with get_client() as client:
             found = await client.read_artifacts(artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
-            return found[0].data
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])), sort=ArtifactSort.CREATED_DESC)
+            return {artifact.key or "": artifact.data for artifact in reversed(found)}
 
     return asyncio.run(read())
+
+
+def read_artifact(flow_run_id, key: str) -> str:  # noqa: ANN001
+    """The markdown of the artifact ``key`` a flow run created."""
+    artifacts = run_artifacts(flow_run_id)
+    assert key in artifacts, f"no artifact {key!r} on the run; it has {sorted(artifacts)}"
+    return artifacts[key]
 
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]

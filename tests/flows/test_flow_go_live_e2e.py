@@ -9,13 +9,14 @@ import threading
 from pathlib import Path
 
 import pytest
-from flow_support import LIVE_ACCOUNT, approve, pass_paper_rung, read_artifact, reload_settings
+from flow_support import LIVE_ACCOUNT, approve, pass_paper_rung, read_artifact, reload_settings, run_artifacts
 from runner_support import wait_until
 
 from ats.gateway.controllers import SimController, use_controller
 from ats.governance import audit
 from ats.governance.sessions import list_sessions
 from ats.store import open_store
+from ats.trading.run_link import artifact_key
 from support import free_port, reap
 
 pytestmark = pytest.mark.slow
@@ -79,9 +80,13 @@ def test_go_live_end_to_end_on_the_simulator(live_env: dict[str, str]) -> None:
         assert expected in actions
     assert actions.index("gateway.swap") < actions.index("confirmation.accepted") < actions.index("session.start")
 
-    markdown = read_artifact(state.state_details.flow_run_id)
+    markdown = read_artifact(state.state_details.flow_run_id, "go-live-session")
     assert "REAL MONEY" in markdown and "U***4567" in markdown and LIVE_ACCOUNT not in markdown
     assert "ran for its 15 s" in markdown and "| BUY |" in markdown
+    # The session's telemetry went to the flow's own Prefect API (its follower thread shares the
+    # flow's settings), not to an ephemeral server of the thread's own.
+    telemetry = run_artifacts(state.state_details.flow_run_id).get(artifact_key("live", outcome["session_id"]), "")
+    assert "REAL MONEY" in telemetry and "Session ended: **stopped**" in telemetry, telemetry
 
 
 PAUSED_RUN = """

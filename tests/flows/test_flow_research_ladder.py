@@ -19,7 +19,7 @@ def test_research_ladder_flow_runs_both_rungs_and_attaches_the_status(isolated_e
     state = research_ladder(start="2023-01-01", end="2024-12-31", return_state=True)
     result = state.result()
 
-    markdown = read_artifact(state.state_details.flow_run_id)
+    markdown = read_artifact(state.state_details.flow_run_id, "research-ladder")
     assert Path(result["report"]).is_file()
     assert result["backtest"]["verdict"]["passed"] is True
     assert result["paper"]["passed"] is False  # no paper session recorded yet
@@ -34,7 +34,7 @@ def test_research_ladder_flow_sweeps_a_grid_and_attaches_its_best_points(isolate
                             train_until="2023-12-31", return_state=True)
     result = state.result()
 
-    markdown = read_artifact(state.state_details.flow_run_id)
+    markdown = read_artifact(state.state_details.flow_run_id, "research-ladder")
     swept = result["sweep"]
     assert {p["params"]["buy_threshold"] for p in swept["points"]} == {0.1, 0.2}
     assert swept["train_until"] == "2023-12-31" and swept["out_of_sample"]["start"] == "2024-01-02"
