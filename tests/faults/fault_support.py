@@ -23,10 +23,9 @@ from ats.ibsim import SimGateway
 from ats.store import Store
 from ats.store.models import session_bars
 from ats.trading.runner import SessionGuard, SessionOutcome, SessionRequest
-from support import reap
 
 __all__ = ["ScriptedSession", "advance_one_day", "bar_dates", "counts", "placed", "prefect_server",
-           "run_scripted_session", "runner_env", "start_runner", "stop_process", "wait_until"]
+           "run_scripted_session", "runner_env", "start_runner", "wait_until"]
 
 
 def bar_dates(store: Store, session_id: str) -> list[str]:
@@ -83,10 +82,6 @@ def start_runner(module: str, args: list[str], env: dict[str, str]) -> subproces
     return subprocess.Popen([sys.executable, "-m", module, *args], env={**os.environ, "COLUMNS": "200", **env},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-
-def stop_process(proc: subprocess.Popen | None) -> None:
-    """Kill ``proc`` if it still runs (the test's cleanup; a passing test has already ended it)."""
-    reap(proc)
 
 
 def runner_env(sim: SimGateway, data_dir: Path, **extra: str) -> dict[str, str]:

@@ -12,11 +12,11 @@ import signal
 from pathlib import Path
 
 import pytest
-from fault_support import counts, placed, runner_env, start_runner, stop_process, wait_until
+from fault_support import counts, placed, runner_env, start_runner, wait_until
 
 from ats.governance.sessions import list_sessions, session_detail
 from ats.store import open_store
-from support import later
+from support import later, reap
 
 pytestmark = pytest.mark.slow
 
@@ -88,8 +88,8 @@ def test_sigkill_with_the_order_in_flight_then_restart_adopts_the_fill(
         second.send_signal(signal.SIGINT)
         output, errors = second.communicate(timeout=60)
     finally:
-        stop_process(first)
-        stop_process(second)
+        reap(first)
+        reap(second)
 
     # Assert: the order was in flight when the runner died …
     [order] = placed(sim)

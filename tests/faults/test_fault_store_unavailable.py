@@ -22,14 +22,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from fault_support import placed, run_scripted_session, runner_env, start_runner, stop_process, wait_until
+from fault_support import placed, run_scripted_session, runner_env, start_runner, wait_until
 from runner_support import session_settings
 from sqlalchemy.engine import make_url
 
 from ats.core.sleeves import Sleeve
 from ats.governance import audit
 from ats.trading.runner import SessionRequest
-from support import later
+from support import later, reap
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -101,7 +101,7 @@ def test_database_gone_before_an_order_stops_the_cli_runner_non_zero(sim_factory
         sim.advance(1)
         stdout, stderr = runner.communicate(timeout=60)
     finally:
-        stop_process(runner)
+        reap(runner)
         _admin("postgres", f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
 
     # Assert

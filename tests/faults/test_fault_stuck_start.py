@@ -17,12 +17,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from fault_support import runner_env, start_runner, stop_process, wait_until
+from fault_support import runner_env, start_runner, wait_until
 
 from ats.governance import audit, killswitch
 from ats.governance.sessions import list_sessions
 from ats.store import open_store
-from support import later
+from support import later, reap
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ def test_kill_switch_halts_a_session_stuck_in_the_handshake(sim_factory, tmp_pat
         killswitch.latch(["paper"], "stuck in the handshake", "test", store=_store(data_dir))
         code, status, reason = _ended(data_dir, proc)
     finally:
-        stop_process(proc)
+        reap(proc)
 
     # Assert: killed while the gateway still stalls, nothing left running, the halt audited.
     assert sim.api_connections == 0
@@ -91,7 +91,7 @@ def test_one_sigterm_ends_a_session_stuck_in_the_handshake(sim_factory, tmp_path
         proc.send_signal(signal.SIGTERM)
         code, status, reason = _ended(data_dir, proc)
     finally:
-        stop_process(proc)
+        reap(proc)
 
     # Assert
     assert (code, status) == (5, "killed"), reason
@@ -110,7 +110,7 @@ def test_the_stop_time_ends_a_session_stuck_in_the_handshake(sim_factory, tmp_pa
         # Act: nothing but time
         code, status, reason = _ended(data_dir, proc)
     finally:
-        stop_process(proc)
+        reap(proc)
 
     # Assert
     assert (code, status) == (0, "stopped"), reason
@@ -137,7 +137,7 @@ def test_the_startup_deadline_ends_a_session_that_never_connects(sim_factory, tm
         # Act
         code, status, reason = _ended_or_refused(data_dir, proc)
     finally:
-        stop_process(proc)
+        reap(proc)
         if stop_listener is not None:
             stop_listener()
 

@@ -15,14 +15,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fault_support import placed, start_runner, stop_process, wait_until
+from fault_support import placed, start_runner, wait_until
 
 from ats.governance import approvals, audit
 from ats.governance.sessions import list_sessions
 from ats.research import ladder
 from ats.store import open_store
 from ats.strategies import get_strategy
-from support import refused_port
+from support import reap, refused_port
 
 pytestmark = pytest.mark.slow
 
@@ -75,9 +75,9 @@ def test_second_live_run_is_refused_while_one_is_running(sim_factory, isolated_e
     finally:
         if first.poll() is None:
             first.send_signal(signal.SIGINT)
-        stop_process(second)
+        reap(second)
         first_out, first_err = first.communicate(timeout=60)
-        stop_process(first)
+        reap(first)
 
     # Assert: refused at a gate, with one line, before a second session existed.
     assert second.returncode == 3, second_err
@@ -116,7 +116,7 @@ def test_second_live_run_with_another_store_is_refused(sim_factory, isolated_env
             if proc is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.communicate(timeout=30)
-                stop_process(proc)
+                reap(proc)
 
     # Assert: refused at a gate, before any live session was started from the second store.
     assert started == [], [s.as_dict() for s in started]
