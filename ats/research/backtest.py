@@ -92,6 +92,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 SESSION_OPEN = time(9, 30)
 SESSION_CLOSE = time(16, 0)
 TRADING_DAYS_PER_YEAR = 252
+_PURGE_INTERVAL_MINS = 24 * 60  # closed positions leave the engine's cache once a day (see Backtester)
 _TICK_SIZE = 10**9  # the execution ticks carry ample size: our orders are tiny against a day's volume
 
 
@@ -371,7 +372,7 @@ class Backtester:
         if not starting_cash > 0:
             raise InputError(f"starting cash must be greater than 0 (got {starting_cash})")
         self.starting_cash = starting_cash
-        rows, stored = _input_rows(self.instrument_id, self.bar_type, bar_spec, data_dir, bars)
+        rows, stored, source = _input_rows(self.instrument_id, self.bar_type, bar_spec, data_dir, bars)
         self.rows = [r for r in rows if (first is None or r.date >= first) and (last is None or r.date <= last)]
         if not self.rows:
             raise InputError(f"no {self.bar_type} bars between {first or 'the start'} and {last or 'the end'}")
@@ -380,6 +381,8 @@ class Backtester:
 
             stored = make_equity(self.instrument_id, _infer_precision(self.rows))
         self.instrument: Instrument = stored
+        # Stored bars: the engine's ticks are built once per process for a series and cut (see _EXEC_DATA).
+        self._data_key = None if source is None else (source, first, last)
         self._data: ExecData | None = None
         self._engine: BacktestEngine | None = None
 
@@ -393,7 +396,7 @@ class Backtester:
         config = msgspec.structs.replace(config, external_order_claims=None)
         rows = self.rows
         if self._data is None:
-            self._data = _build_exec_data(rows, self.instrument, self.bar_type)
+            self._data = self._exec_data()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             restart_ns = _restart_times(rows, self._data, restart_days)
@@ -414,6 +417,17 @@ class Backtester:
                        self.starting_cash, fills, decisions,
                        [d.isoformat() for d in restart_days if rows[0].date < d <= rows[-1].date])
 
+    def _exec_data(self) -> ExecData:
+        if self._data_key is None:
+            return _build_exec_data(self.rows, self.instrument, self.bar_type)
+        data = _EXEC_DATA.pop(self._data_key, None)  # popped and put back: the newest last
+        if data is None:
+            data = _build_exec_data(self.rows, self.instrument, self.bar_type)
+        _EXEC_DATA[self._data_key] = data
+        while len(_EXEC_DATA) > _EXEC_DATA_KEPT:
+            _EXEC_DATA.pop(next(iter(_EXEC_DATA)))
+        return data
+
     def close(self) -> None:
         """Dispose of the engine (idempotent)."""
         if self._engine is not None:
@@ -428,7 +442,7 @@ class Backtester:
 
     def _new_engine(self, restart_controller: bool) -> BacktestEngine:
         from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
-        from nautilus_trader.config import LoggingConfig
+        from nautilus_trader.config import ExecEngineConfig, LoggingConfig, PortfolioConfig
         from nautilus_trader.model.currencies import USD
         from nautilus_trader.model.enums import AccountType, OmsType
         from nautilus_trader.model.identifiers import TraderId
@@ -447,6 +461,19 @@ class Backtester:
             logging=LoggingConfig(log_level="ERROR", bypass_logging=True),
             controller=controller,
             run_analysis=False,  # the post-run statistics ats does not use (see _skip_post_run_analysis)
+            # Two more kinds of work whose result nothing reads (ats computes its metrics from the
+            # fills, :func:`_result`), each about a tenth of a full-history run:
+            # * a NETTING position closed and later re-opened is first snapshotted by the cache
+            #   (pickled three times, unpickled again by the portfolio's realized-PnL book).  A
+            #   closed position purged once a day never re-opens: the next entry opens a new
+            #   position under the same id.  Open positions are never purged; orders and fills
+            #   are kept.  Whether a given close is purged before the next entry (a daily timer)
+            #   changes nothing the strategy sees or the venue fills — only the work.
+            # * the portfolio re-marks open positions on every bar as well as on every trade tick
+            #   (the session's open and close), and only its marks read it.
+            exec_engine=ExecEngineConfig(purge_closed_positions_interval_mins=_PURGE_INTERVAL_MINS,
+                                         purge_closed_positions_buffer_mins=0),
+            portfolio=PortfolioConfig(bar_updates=False),
         ))
         try:
             engine.add_venue(
@@ -534,10 +561,11 @@ def _restart_times(rows: list[_Row], data: ExecData, restart_days: list[date]) -
 
 
 def _input_rows(iid: InstrumentId, bar_type: BarType, bar_spec: str, data_dir: Path | str | None,
-                bars: BarsInput | None) -> tuple[list[_Row], Instrument | None]:
-    """The bars (sorted, one per date) and the stored instrument (``None`` for given bars)."""
+                bars: BarsInput | None) -> tuple[list[_Row], Instrument | None, tuple | None]:
+    """The bars (sorted, one per date), the stored instrument and the stored series' identity
+    (catalog, bar type, files' stamp); ``None`` for both with given bars."""
     if bars is not None:
-        return _normalise_bars(bars), None
+        return _normalise_bars(bars), None, None
     from ats.research import catalog
 
     if data_dir is None:
@@ -552,17 +580,22 @@ def _input_rows(iid: InstrumentId, bar_type: BarType, bar_spec: str, data_dir: P
 # The catalog's bars per series, read once per process and kept while the stored files are the
 # same (a sweep, the paper rung's replays and the nightly flow read the same series many times).
 _STORED: dict[tuple[str, str], tuple[tuple, list[_Row], Instrument | None]] = {}
+# The engine's ticks and bars built from a stored series, per (series identity, start, end): the
+# last few kept (Nautilus data objects are immutable, so engines share them).  A series whose
+# files changed has a new stamp, hence a new key.
+_EXEC_DATA: dict[tuple, ExecData] = {}
+_EXEC_DATA_KEPT = 4
 
 
 def _stored_rows(instrument_id: str, bar_type: BarType, bar_spec: str,
-                 data_dir: Path | str) -> tuple[list[_Row], Instrument | None]:
+                 data_dir: Path | str) -> tuple[list[_Row], Instrument | None, tuple]:
     from ats.research import catalog
 
     key = (str(catalog.catalog_path(data_dir).resolve()), str(bar_type))
     stamp = catalog.series_stamp(instrument_id, data_dir, bar_spec)
     cached = _STORED.get(key)
     if cached is not None and cached[0] == stamp:
-        return list(cached[1]), cached[2]
+        return list(cached[1]), cached[2], (key, stamp)
     stored = catalog.load_bars(instrument_id, data_dir, bar_spec)
     if not stored:
         raise InputError(f"no {bar_type} bars stored in {catalog.catalog_path(data_dir)}; "
@@ -570,7 +603,7 @@ def _stored_rows(instrument_id: str, bar_type: BarType, bar_spec: str,
     rows = _normalise_bars(stored)
     instrument = catalog.load_instrument(instrument_id, data_dir)
     _STORED[key] = (stamp, rows, instrument)
-    return list(rows), instrument
+    return list(rows), instrument, (key, stamp)
 
 
 def _day_ts(day: date) -> int:
