@@ -24,13 +24,14 @@ def run_trading_node(mode: str, sleeves: list[dict[str, Any]], account: str, unt
     from ats.core.settings import get_settings
     from ats.core.sleeves import Sleeve
     from ats.store import open_store
-    from ats.trading.run_link import RunLink, end_run, final_state
+    from ats.trading.run_link import RunLink, current_api_url, end_run, final_state
     from ats.trading.runner import SessionRequest, run_session
 
     settings = get_settings()
     request = SessionRequest(mode, [Sleeve(**s) for s in sleeves], until=until, for_seconds=for_seconds,
                              flow_run_id=flow_run_id, log_dir=settings.data_dir / "logs",
-                             run_link=RunLink(flow_run_id, task_run.id) if flow_run_id else None,
+                             run_link=(RunLink(flow_run_id, task_run.id, api_url=current_api_url())
+                                       if flow_run_id else None),
                              startup_deadline_s=settings.session.startup_timeout_seconds,
                              # the flow's gateway swap started this process's simulator
                              embedded_simulator=settings.gateway.controller == "sim")

@@ -142,6 +142,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.timing)
 
 
+@pytest.fixture(autouse=True)
+def garbage_collected_after_a_timing_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A timing test's garbage is collected at its own teardown: a socket, pipe or client it left
+    unclosed is reported (filterwarnings = error) at the test that left it, not at whichever later
+    test — or the end of the session — the collector happens to run in.  (These tests start
+    nodes, servers and threads; the collection costs milliseconds next to them.)"""
+    yield
+    if request.node.get_closest_marker("timing") is not None:
+        import gc
+
+        gc.collect()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Stop Prefect's ephemeral API server, if a test started one, while pytest's streams are
     still open: its own atexit stop logs to a stream pytest has closed by then ("Logging error …

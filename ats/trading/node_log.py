@@ -32,7 +32,6 @@ import fcntl
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,7 +46,7 @@ _MAX_PENDING = 1 << 20
 
 _lock = threading.Lock()
 _target: tuple[Path, str, Path] | None = None  # (FIFO directory, file name without ".log", masked file)
-_keep: list[object] = []  # the write end held open and the child, for the life of this process
+_keep: list[int] = []  # the write end held open and the child's pid, for the life of this process
 
 
 def masked_log_target(log_dir: Path, trader_id: str) -> tuple[Path, str, Path] | None:
@@ -85,9 +84,13 @@ def _start(log_dir: Path, trader_id: str) -> tuple[Path, str, Path]:
     try:
         write_end = os.open(fifo, os.O_WRONLY)
         os.set_blocking(read_end, True)
-        child = subprocess.Popen(
-            [sys.executable, "-m", "ats.trading.node_log", str(masked), str(fifo)],
-            stdin=read_end, stdout=subprocess.DEVNULL, start_new_session=True,
+        # Spawned, not a Popen: the child outlives this process by design, and a Popen left
+        # running is reported as a leak (ResourceWarning) when the interpreter ends.
+        child = os.posix_spawn(
+            sys.executable, [sys.executable, "-m", "ats.trading.node_log", str(masked), str(fifo)], os.environ,
+            file_actions=[(os.POSIX_SPAWN_DUP2, read_end, 0),
+                          (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)],
+            setsid=True,
         )
     except BaseException:
         shutil.rmtree(fifo_dir, ignore_errors=True)

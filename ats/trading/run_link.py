@@ -70,20 +70,38 @@ def progress_of(telemetry: dict[str, Any]) -> float | None:
     return round(max(0.0, min(100.0, 100.0 * (1 - left / total))), 1)
 
 
-class RunLink:
-    """One session's flow run: its state, and the artifacts that show the session's telemetry."""
+def current_api_url() -> str:
+    """The Prefect API the calling flow or task run talks to (its own client's, so an in-process run
+    on a ``temporary_settings`` or ephemeral API gets that one; no client or server is started)."""
+    from prefect.client.orchestration import get_client
 
-    def __init__(self, flow_run_id: str, task_run_id: str | None = None) -> None:
+    return str(get_client(sync_client=True).api_url)
+
+
+class RunLink:
+    """One session's flow run: its state, and the artifacts that show the session's telemetry.
+
+    Its methods are called from the session's follower thread, so each opens and closes a client
+    of its own on ``api_url`` — never the flow engine's: Prefect hands a run's one sync client to
+    every ``get_client()`` in its context, and that client is neither thread-safe (its enter/exit
+    count raced with the engine's: a client left open, its sockets to the API garbage-collected
+    unclosed) nor usable after the engine closes it.
+    """
+
+    def __init__(self, flow_run_id: str, task_run_id: str | None = None, *, api_url: str) -> None:
         self.flow_run_id = flow_run_id
         self.task_run_id = task_run_id
+        self.api_url = api_url
         self._markdown_id: UUID | None = None
         self._progress_id: UUID | None = None
         self._last: dict[str, Any] | None = None
 
     def _client(self) -> SyncPrefectClient:
-        from prefect.client.orchestration import get_client
+        from prefect.client.orchestration import SyncPrefectClient
+        from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY
 
-        return get_client(sync_client=True)
+        return SyncPrefectClient(self.api_url, auth_string=PREFECT_API_AUTH_STRING.value(),
+                                 api_key=PREFECT_API_KEY.value())
 
     def state(self) -> tuple[str, str] | None:
         """(state type, state name) of the flow run, e.g. ``("PAUSED", "Suspended")``."""

@@ -448,11 +448,11 @@ class SessionGuard:
                     with contextlib.suppress(Exception):
                         link.publish(self.session_id, self.plan.mode, latest)
 
-        # The thread runs in a copy of the caller's context: Prefect keeps the API it talks to in a
-        # context variable, and a bare thread falls back to the settings Prefect read from the
-        # environment at import — with the API given by ``temporary_settings`` (an in-process flow,
-        # the tests) that is no API at all, and Prefect then started an ephemeral server of its own
-        # from this thread (CI, one core: two at once, one left running).
+        # The thread runs in a copy of the caller's context: Prefect keeps its settings in a context
+        # variable, and a bare thread falls back to the settings Prefect read from the environment
+        # at import (with ``temporary_settings`` — an in-process flow, the tests — no API at all:
+        # Prefect then started an ephemeral server of its own from this thread).  The link talks to
+        # the run's API (``link.api_url``) through clients of its own, never the engine's.
         context = contextvars.copy_context()
         thread = threading.Thread(target=context.run, args=(follow,), name="ats-run-follower", daemon=True)
         thread.start()
