@@ -22,6 +22,7 @@ on SQLite, an advisory lock on PostgreSQL), so concurrent writers keep one unbro
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac as _hmac
 import json
@@ -277,9 +278,13 @@ def verify(store: Store | None = None, *, upto: int | None = None,
             raise ConfigError(
                 f"{audit_key.KEY_VARIABLE}: {audit_key.key_path()} does not exist: the audit log is keyed from "
                 f"seq {head.keyed_from} and cannot be verified without its key; restore the key file")
-        result = verify_rows(_iter_raw(store, upto), (head.seq, head.hash) if upto is None else None,
-                             key=key, store_id=head.store_id, keyed_from=head.keyed_from,
-                             keyed_with=head.key_id)
+        # Closed here, found broken or not: a generator left suspended at the bad row would keep
+        # its connection checked out until the garbage collector found it (in a cycle with the
+        # exception's traceback: the driver's connection then deleted while still open).
+        with contextlib.closing(_iter_raw(store, upto)) as rows:
+            result = verify_rows(rows, (head.seq, head.hash) if upto is None else None,
+                                 key=key, store_id=head.store_id, keyed_from=head.keyed_from,
+                                 keyed_with=head.key_id)
         if upto is not None and upto > result.rows:
             raise AuditChainBroken(result.rows + 1, f"row missing (the log ends at seq {result.rows})")
         path = audit_anchor.anchor_path()

@@ -241,6 +241,22 @@ def test_verify_finds_tampering_on_postgres(pg_url: str) -> None:
         audit.verify(store)
 
     assert excinfo.value.seq == 4
+    # The reading connection went back to the pool at once, not when the collector finds it
+    # (psycopg then warns that it was deleted while still open).
+    assert store.engine.pool.checkedout() == 0
+
+
+def test_a_chain_found_broken_mid_way_gives_its_connection_back(sqlite_url: str) -> None:
+    store = open_store(sqlite_url)
+    _fill(store, 6)
+    with _triggers_dropped(store), store.engine.begin() as conn:
+        _edit(conn, 3, "actor")
+
+    with pytest.raises(AuditChainBroken) as excinfo:
+        audit.verify(store)
+
+    assert excinfo.value.seq == 3
+    assert store.engine.pool.checkedout() == 0
 
 
 # --- CLI --------------------------------------------------------------------------------------
