@@ -26,7 +26,7 @@ import contextlib
 import hashlib
 import hmac as _hmac
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -166,7 +166,7 @@ def count(store: Store | None = None) -> int:
         return conn.execute(select(func.count()).select_from(audit_log)).scalar_one()
 
 
-def _iter_raw(store: Store, upto: int | None = None, batch: int = 10_000) -> Iterator[tuple]:
+def _iter_raw(store: Store, upto: int | None = None, batch: int = 10_000) -> Generator[tuple]:
     """Rows (up to seq ``upto``) in ``seq`` order as plain tuples, straight from the driver (fast)."""
     columns = "seq, ts, actor, action, subject, payload, prev_hash, hash, hmac"
     where = f" WHERE seq <= {int(upto)}" if upto is not None else ""
