@@ -103,7 +103,7 @@ def serve_deployments(prefect_server: dict, data_dir, **extra_env: str):  # noqa
                **extra_env}
         log = open(data_dir / "serve.log", "w")  # noqa: SIM115
         proc = subprocess.Popen([sys.executable, "-m", "deployments"], cwd=REPO, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=sigint_as_in_a_terminal)
         try:
             yield {"env": env, "data_dir": data_dir, "proc": proc, "log": data_dir / "serve.log"}
         finally:
@@ -158,6 +158,18 @@ def run_until_an_order_rests(deployment_name: str, parameters: dict, sim):  # no
     return run
 
 
+def sigint_as_in_a_terminal() -> None:
+    """In the child before it runs: SIGINT back to its default, as a terminal's Ctrl-C finds it.
+
+    A suite started in the background by a non-interactive shell (``cmd &``, a CI runner's
+    ``nohup``) inherits SIGINT *ignored*, and Python then never turns it into KeyboardInterrupt —
+    in ``serve``'s flow-run processes too, which inherit it from ``serve``: the health watch went
+    on probing after :func:`interrupt` and was SIGKILLed a minute later."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt(proc: subprocess.Popen) -> None:
     """Stop a process started in a group of its own as Ctrl-C does (SIGINT to the group: it waits
     for its children), SIGKILL to the group after 60 s."""
@@ -190,7 +202,7 @@ def run_worker(env: dict[str, str], pool: str, log_path, *work_queues: str):  # 
         with open(log_path, "w") as log:
             proc = subprocess.Popen([prefect, "worker", "start", "--pool", pool, "--type", "process", *queues],
                                     cwd=log_path.parent, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+                                    start_new_session=True, preexec_fn=sigint_as_in_a_terminal)
             try:
                 yield proc
             finally:
