@@ -164,6 +164,9 @@ def build_node_config(plan: NodePlan, log_dir: Path | None = None, log_level: st
     )
 
 
+CONNECT_THREAD_WAIT_S = 5.0  # a connect to the gateway still in flight when its node is disposed
+
+
 def forget_ib_clients() -> None:
     """Drop the IB adapter's module-level client caches (after a node in this process is disposed).
 
@@ -174,9 +177,40 @@ def forget_ib_clients() -> None:
 
     # The adapter stops its client from a task that a disposed loop never runs: close the
     # sockets here, or the gateway keeps the client id "in use" (error 326) for the next node.
-    for client in list(getattr(factories, "IB_CLIENTS", {}).values()):
+    clients = list(getattr(factories, "IB_CLIENTS", {}).values())
+    connections = [conn for client in clients if (conn := getattr(client._eclient, "conn", None)) is not None]  # noqa: SLF001
+    for client in clients:
         with contextlib.suppress(Exception):
             client._eclient.disconnect()  # noqa: SLF001
+    # A connect the adapter started in its loop's thread pool (``asyncio.to_thread``) may still be
+    # under way — a start aborted by the kill switch mid-connect: its socket appears after the
+    # close above (CI: "unclosed socket" from ibapi's Connection.connect in that pool).  Wait
+    # (bounded) for those threads, then close those connections again: no socket is left to the
+    # garbage collector, none stays open at the gateway.
+    for loop in {id(loop): loop for client in clients if (loop := getattr(client, "_loop", None))}.values():
+        executor = getattr(loop, "_default_executor", None)
+        if executor is None:
+            continue
+        executor.shutdown(wait=False, cancel_futures=True)  # idle threads end at once, busy ones when done
+        loop._default_executor = None  # noqa: SLF001 - a loop used again makes itself a new pool
+        for thread in list(getattr(executor, "_threads", ())):
+            thread.join(timeout=CONNECT_THREAD_WAIT_S)
+    for conn in connections:
+        with contextlib.suppress(Exception):
+            conn.disconnect()
+    # And a connection the adapter replaced while it retried (its EClient no longer points to it):
+    # any ibapi Connection of this process still open to these gateways is an orphan of the
+    # disposed node (one session per process at a time).
+    gateways = {(getattr(client, "_host", None), getattr(client, "_port", None)) for client in clients}
+    if gateways:
+        import gc
+
+        from ibapi.connection import Connection
+
+        for orphan in [o for o in gc.get_objects() if isinstance(o, Connection)]:
+            if (orphan.host, orphan.port) in gateways and orphan.socket is not None:
+                with contextlib.suppress(Exception):
+                    orphan.disconnect()
     for name in ("IB_CLIENTS", "IB_INSTRUMENT_PROVIDERS", "GATEWAYS"):
         cache = getattr(factories, name, None)
         if isinstance(cache, dict):
