@@ -178,6 +178,8 @@ def forget_ib_clients() -> None:
     # The adapter stops its client from a task that a disposed loop never runs: close the
     # sockets here, or the gateway keeps the client id "in use" (error 326) for the next node.
     clients = list(getattr(factories, "IB_CLIENTS", {}).values())
+    # Held here until closed below: disconnect() drops the EClient's reference, and a Connection whose
+    # in-flight connect then finishes would otherwise be freed with its socket still open.
     connections = [conn for client in clients if (conn := getattr(client._eclient, "conn", None)) is not None]  # noqa: SLF001
     for client in clients:
         with contextlib.suppress(Exception):
