@@ -28,12 +28,13 @@ is running — never until a clock time computed before the flow call.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -405,10 +406,42 @@ def step_ladder_status(ctx: dict[str, Any]) -> str:
     return ", ".join(f"{rung} {result}" for rung, result in results.items())
 
 
+class _GateRefusalEcho(logging.Filter):
+    """Drops Prefect's run-log records about a refused gate (their text carries ``[gate: …]``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name.startswith(("prefect.task_runs", "prefect.flow_runs")) and "[gate: " in record.getMessage())
+
+
+@contextlib.contextmanager
+def console_quiet_about_gate_refusals() -> Iterator[None]:
+    """While a demo step *expects* a gate to refuse, keep Prefect's console echo of the refusal off
+    the terminal: Prefect logs the failed task and the failed flow as ERRORs with two tracebacks
+    (about 70 lines), which reads like a crash to a new user.  The step prints the refusal itself.
+    Only Prefect's console handlers (every instance in the process) are filtered, and only for
+    records carrying ``[gate: …]``: the records still reach Prefect's API, so the run's log in the
+    UI shows the refusal in full, and nothing else is hidden."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    echo_filter = _GateRefusalEcho()
+    loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(lg, logging.Logger))]
+    consoles = {h for lg in loggers for h in lg.handlers if isinstance(h, PrefectConsoleHandler)}
+    for handler in consoles:
+        handler.addFilter(echo_filter)
+    try:
+        yield
+    finally:
+        for handler in consoles:
+            handler.removeFilter(echo_filter)
+
+
 def step_refused_without_approval(ctx: dict[str, Any]) -> str:
     from flows.go_live import go_live
 
-    state = go_live(strategy="ibs_reversion", instrument="QQQ.NASDAQ", i_understand=LIVE_ACCOUNT, return_state=True)
+    with console_quiet_about_gate_refusals():
+        state = go_live(strategy="ibs_reversion", instrument="QQQ.NASDAQ", i_understand=LIVE_ACCOUNT,
+                        return_state=True)
     if not state.is_failed():
         raise AssertionError(f"go-live without approval was not refused: {state}")
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,49 @@ def test_approval_gate_fails_the_run(live_env: Path) -> None:
 
     assert "[gate: approval] no current go-live approval for ibs_reversion@QQQ.NASDAQ" in message
     assert _refused_gates() == ["approval"]
+
+
+def test_the_demo_keeps_an_expected_refusal_off_the_console_and_in_the_run_log(live_env: Path) -> None:
+    # Arrange: Prefect's logging set up as in `ats demo` by its earlier flow runs (a console handler
+    # on the root logger), the console handlers writing to a buffer for this test
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.configuration import ensure_logging_setup
+    from prefect.logging.handlers import APILogWorker, PrefectConsoleHandler
+
+    from ats.cli.demo_steps import console_quiet_about_gate_refusals
+
+    pass_paper_rung()
+    ensure_logging_setup()
+    consoles = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
+    assert consoles, "no Prefect console handler on the root logger"
+    echoed = io.StringIO()
+    files = [h.console.file for h in consoles]  # the handler prints through its rich Console
+    for handler in consoles:
+        handler.console.file = echoed
+    filters_before = [list(h.filters) for h in consoles]
+
+    # Act
+    try:
+        with console_quiet_about_gate_refusals():
+            state = _run_go_live(i_understand=LIVE_ACCOUNT)
+    finally:
+        for handler, file in zip(consoles, files, strict=True):
+            handler.console.file = file
+
+    # Assert: refused and audited as before; the console shows the run but not the refusal's
+    # tracebacks; the run's log on the Prefect server still has the refusal, at ERROR
+    assert "[gate: approval]" in _failure_message(state)
+    assert _refused_gates() == ["approval"]
+    console_text = echoed.getvalue()
+    assert "Beginning flow run" in console_text
+    assert "Traceback" not in console_text
+    assert "[gate: " not in console_text
+    APILogWorker.drain_all(timeout=30)
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    assert any(log.level >= logging.ERROR and "[gate: approval]" in log.message for log in logs)
+    assert [list(h.filters) for h in consoles] == filters_before
 
 
 def test_swap_refuses_when_no_live_gateway_answers(live_env: Path) -> None:
