@@ -271,6 +271,7 @@ def _restarter_class() -> type[Controller]:
         def _restart(self, _event: TimeEvent) -> None:
             old = self.current
             self._trader.remove_strategy(old.id)
+            _unsubscribe_strategy_events(old)
             self.retired.append(old)
             self.current = self.factory()
             self.create_strategy(self.current, start=True)
@@ -279,6 +280,18 @@ def _restarter_class() -> type[Controller]:
 
 
 _RESTARTER: type[Controller] | None = None
+
+
+def _unsubscribe_strategy_events(strategy: Strategy) -> None:
+    """Take a removed strategy off the message bus.
+
+    Nautilus subscribes a strategy to its order and position events when it is added and does
+    not unsubscribe it when it is removed (``Trader.remove_strategy``, ``clear_strategies``):
+    every later event would still reach each removed instance — a sweep's fiftieth point would
+    deliver its events to fifty strategies.
+    """
+    for topic in (f"events.order.{strategy.id}", f"events.position.{strategy.id}"):
+        strategy.msgbus.unsubscribe(topic=topic, handler=strategy.handle_event)
 
 
 def _get_restarter() -> type[Controller]:
@@ -411,6 +424,8 @@ class Backtester:
                     self._engine = self._new_engine(restart_controller=False)
                 else:
                     self._engine.reset()
+                    for strategy in self._engine.trader.strategies():
+                        _unsubscribe_strategy_events(strategy)
                     self._engine.clear_strategies()
                 fills, decisions = self._simulate(self._engine, config, [])
         return _result(self.strategy_name, self._spec.fingerprint(), config, self.bar_type, rows,

@@ -33,6 +33,22 @@ def test_a_reused_backtester_gives_what_single_runs_give(data_dir):
     assert reused[0]["num_trades"] > 100 and reused[0]["trades"] != reused[1]["trades"]
 
 
+def test_the_strategies_of_earlier_runs_no_longer_receive_events(data_dir):
+    # Nautilus leaves a removed strategy subscribed to its order and position events; a reused
+    # engine must not deliver each run's events to every strategy of the runs before it.
+    with Backtester("ibs_reversion", "QQQ.NASDAQ", start="2019-01-01", end="2019-12-31",
+                    data_dir=data_dir) as backtester:
+        for params in PARAM_SETS:
+            backtester.run(params)
+        bus = backtester._engine.kernel.msgbus
+        (strategy,) = backtester._engine.trader.strategies()
+        order_handlers = bus.subscriptions(f"events.order.{strategy.id}")
+        position_handlers = bus.subscriptions(f"events.position.{strategy.id}")
+
+    assert [s.handler for s in order_handlers] == [strategy.handle_event]
+    assert [s.handler for s in position_handlers] == [strategy.handle_event]
+
+
 def test_a_run_with_restarts_between_plain_runs_leaves_them_unchanged(data_dir):
     with Backtester("ibs_reversion", "QQQ.NASDAQ", start="2020-01-01", end="2020-12-31",
                     data_dir=data_dir) as backtester:
