@@ -5,9 +5,11 @@ cartesian product of the grid (in the grid's order) over the stored bars:
 
 * **Every point is validated first** (as ``--params`` would be), so a typo or an impossible
   combination (``buy_threshold`` not below ``sell_threshold``) is refused before any work.
-* **Processes, not threads**: the engine holds the GIL.  Each worker process reads the catalog
-  once and builds one :class:`ats.research.backtest.Backtester` (bars, ticks, engine) that it resets
-  for each point it is given; ``processes=1`` runs in this process.  A point's result is exactly
+* **Processes, not threads**: the engine holds the GIL.  ``processes=N`` is this process and
+  N - 1 spawned workers; each reads the catalog once and builds one
+  :class:`ats.research.backtest.Backtester` (bars, ticks, engine) that it resets for each point it
+  is given.  This process starts on the points at once (from the back of the grid) while the
+  workers import Nautilus; ``processes=1`` runs every point here.  A point's result is exactly
   what ``ats ladder run`` of that params set gives (tests check this).  The workers are spawned,
   so a script of your own that calls :func:`run_sweep` with more than one process needs the usual
   ``if __name__ == "__main__":`` guard (the ``ats`` command and ``python -m`` entry points are safe).
@@ -238,8 +240,8 @@ def run_sweep(strategy: str, instrument: str, grid: str | dict, *, data_dir: Pat
                 if progress:
                     progress(done, len(points))
         else:
-            metrics = _run_in_processes(strategy, instrument, start, train_end, str(data_dir), bar_spec, points,
-                                        workers, progress)
+            metrics = _run_in_processes(backtester, strategy, instrument, start, train_end, str(data_dir), bar_spec,
+                                        points, workers, progress)
         ranked = rank([SweepPoint(p, m) for p, m in zip(points, metrics, strict=True)], sort_by)
         out_of_sample = None
         if tester is not None:
@@ -257,9 +259,16 @@ def run_sweep(strategy: str, instrument: str, grid: str | dict, *, data_dir: Pat
         warnings=[] if split else [IN_SAMPLE_WARNING])
 
 
-def _run_in_processes(strategy: str, instrument: str, start: str | None, end: str | None, data_dir: str,
-                      bar_spec: str, points: list[dict[str, Any]], workers: int,
+def _run_in_processes(backtester: Backtester, strategy: str, instrument: str, start: str | None,
+                      end: str | None, data_dir: str, bar_spec: str, points: list[dict[str, Any]], workers: int,
                       progress: Callable[[int, int], None] | None) -> list[dict[str, Any]]:
+    """The points on ``workers`` processes: this one and ``workers - 1`` spawned ones.
+
+    A spawned worker first imports Nautilus and pandas (about 3 s on a slow machine) while this
+    process has them and its Backtester ready, so it starts on the points at once: the workers
+    take points from the front of the grid, this process from the back (a point still queued is
+    cancelled in the pool and run here), until none is left.
+    """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
@@ -268,15 +277,29 @@ def _run_in_processes(strategy: str, instrument: str, start: str | None, end: st
     # inherit mid-lock.
     context = multiprocessing.get_context("spawn")
     results: dict[int, dict[str, Any]] = {}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_start,
+    reported: set[int] = set()
+
+    def report(index: int, metrics: dict[str, Any]) -> None:
+        results[index] = metrics
+        reported.add(index)
+        if progress:
+            progress(len(reported), len(points))
+
+    def collect_finished(futures: list[Any]) -> None:
+        for index, future in enumerate(futures):
+            if index not in reported and future.done() and not future.cancelled():
+                report(*future.result())
+
+    with ProcessPoolExecutor(max_workers=workers - 1, mp_context=context, initializer=_worker_start,
                              initargs=(strategy, instrument, start, end, data_dir, bar_spec)) as pool:
         futures = [pool.submit(_worker_run, i, params) for i, params in enumerate(points)]
         try:
-            for done, future in enumerate(as_completed(futures), start=1):
-                index, metrics = future.result()
-                results[index] = metrics
-                if progress:
-                    progress(done, len(points))
+            for index in reversed(range(len(points))):
+                if futures[index].cancel():  # no worker has taken it yet
+                    report(index, backtester.run(points[index]).metrics())
+                collect_finished(futures)
+            for future in as_completed([f for i, f in enumerate(futures) if i not in results]):
+                report(*future.result())
         except BrokenProcessPool as exc:
             raise AtsError(f"a sweep worker process died ({exc}); run with --processes 1 to see why") from None
         except BaseException:
