@@ -90,7 +90,7 @@ def sweep_cmd(
     train_until: str | None = typer.Option(
         None, "--train-until", help="Walk-forward split: sweep the bars up to this date (YYYY-MM-DD), then run the "
                                     "best point on the bars after it and report its out-of-sample metrics."),
-    processes: int | None = typer.Option(None, "--processes", help="Worker processes (default: every core)."),
+    processes: int | None = typer.Option(None, "--processes", help="Processes that run points: this one and N-1 workers (default: every core)."),
     heatmap: str | None = typer.Option(None, "--heatmap", help="Write an HTML heat map of the metric to this file."),
     axes: str | None = typer.Option(None, "--axes", help="The heat map's parameters X,Y (default: the first two "
                                                          "that vary)."),
