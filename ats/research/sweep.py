@@ -270,36 +270,44 @@ def _run_in_processes(backtester: Backtester, strategy: str, instrument: str, st
     cancelled in the pool and run here), until none is left.
     """
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    import queue
+    from concurrent.futures import Future, ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     # spawn, not fork: Nautilus' Rust side and OpenBLAS run threads a forked child could
     # inherit mid-lock.
     context = multiprocessing.get_context("spawn")
     results: dict[int, dict[str, Any]] = {}
-    reported: set[int] = set()
+    finished: queue.SimpleQueue[Future[tuple[int, dict[str, Any]]]] = queue.SimpleQueue()
 
     def report(index: int, metrics: dict[str, Any]) -> None:
         results[index] = metrics
-        reported.add(index)
         if progress:
-            progress(len(reported), len(points))
+            progress(len(results), len(points))
 
-    def collect_finished(futures: list[Any]) -> None:
-        for index, future in enumerate(futures):
-            if index not in reported and future.done() and not future.cancelled():
+    def report_finished(block: bool) -> None:
+        while True:
+            try:
+                future = finished.get(block=block)
+            except queue.Empty:
+                return
+            if not future.cancelled():  # a cancelled point ran in this process
                 report(*future.result())
+            if block:
+                return
 
     with ProcessPoolExecutor(max_workers=workers - 1, mp_context=context, initializer=_worker_start,
                              initargs=(strategy, instrument, start, end, data_dir, bar_spec)) as pool:
         futures = [pool.submit(_worker_run, i, params) for i, params in enumerate(points)]
+        for future in futures:
+            future.add_done_callback(finished.put)
         try:
             for index in reversed(range(len(points))):
                 if futures[index].cancel():  # no worker has taken it yet
                     report(index, backtester.run(points[index]).metrics())
-                collect_finished(futures)
-            for future in as_completed([f for i, f in enumerate(futures) if i not in results]):
-                report(*future.result())
+                report_finished(block=False)
+            while len(results) < len(points):
+                report_finished(block=True)
         except BrokenProcessPool as exc:
             raise AtsError(f"a sweep worker process died ({exc}); run with --processes 1 to see why") from None
         except BaseException:
