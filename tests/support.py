@@ -30,6 +30,21 @@ def refused_port() -> int:
     return int(sock.getsockname()[1])
 
 
+def open_connections_to(port: int) -> int:
+    """How many TCP connections this process holds open to 127.0.0.1:``port`` (any state but
+    closed), read from the kernel (``/proc``): a socket no Python object still owns counts too."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:["):-1])
+    remote = f"0100007F:{port:04X}"
+    with open("/proc/self/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return sum(1 for row in rows if row[2] == remote and row[9] in inodes and row[3] != "07")  # 07: TCP_CLOSE
+
+
 def run_ats(*args: str, env: dict[str, str] | None = None, input: str | None = None,
             cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the real CLI (``python -m ats.cli``) in a subprocess with the test's environment."""

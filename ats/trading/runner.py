@@ -10,10 +10,12 @@
 * The kill switch, SIGINT/SIGTERM, the stop time and the start-up deadline are obeyed by the
   session's guard (:mod:`ats.trading.supervisor`).  The node is always disposed.
 * **Every moment of a session obeys the kill switch, the stop time, the startup deadline and one
-  SIGTERM**, ``node.build()`` and connecting included: the IB adapter connects inside
-  ``build()`` and retries forever against a gateway that accepts TCP but never answers the
-  handshake, so a watcher thread starts *before* ``build()`` and, on any of those, aborts the
-  start-up (cancels the node's pending tasks until ``build()``/``run()`` return).  The session
+  SIGTERM**, building the node and connecting included: the IB adapter retries its connect
+  forever against a gateway that accepts TCP but never answers the handshake, so a watcher
+  thread starts *before* the node is built and, on any of those, aborts the start-up (cancels
+  the node's pending tasks until the node's start returns).  The node is built on its running
+  loop (:func:`_build_and_run`), so the adapter's client is cached, and closed at dispose, even
+  when the kill lands in its first connect.  The session
   row is created only once the node exists, and is always finished before the process ends.
 * **A session length starts when the session starts**: ``for_seconds`` (``--for 90s``) counts
   from the moment the node is running (connected, reconciled, strategies started), so a slow
@@ -116,7 +118,7 @@ def run_session(request: SessionRequest, settings: Settings, store: Store, *,
     guard_ref: list[SessionGuard] = []
     # The node first: its constructor installs the SIGINT/SIGTERM handlers on its loop, so from
     # the moment the session row exists a signal always reaches the guard (it is queued until
-    # the loop runs, which build() does) and the row is finished before the process ends.
+    # the loop runs, which starting the node does) and the row is finished before the process ends.
     outer_handlers = _current_signal_handlers()
     node = _make_node(build_node_config(plan, request.log_dir, request.log_level), guard_ref)
     received = _route_signals_to_guard(node, guard_ref)
@@ -148,11 +150,7 @@ def run_session(request: SessionRequest, settings: Settings, store: Store, *,
         if on_guard is not None:
             on_guard(guard)
         with _startup_abortable(guard):
-            node.build()
-        if not guard.startup_aborted:
-            guard.install()
-            with _startup_abortable(guard):
-                node.run(raise_exception=True)
+            node.kernel.loop.run_until_complete(_build_and_run(node, guard))
         guard.phase = "ended"
         summary = final_summary(guard)
         status, reason = guard.status, guard.reason
@@ -215,9 +213,25 @@ def _loaded_code_is_checked_code(gates: Gates, sleeves: Sequence[Sleeve], strate
                 "(the loaded code is not the code the gates checked)", "start the session again"))
 
 
+async def _build_and_run(node: TradingNode, guard: SessionGuard) -> None:
+    """Build the node's clients on its running loop, then run the node until it stops.
+
+    On a running loop the IB adapter's client starts connecting in a task, and is in the
+    adapter's client cache from then on.  Built on a stopped loop (``node.build()`` before
+    ``node.run()``), the adapter connects synchronously inside ``build()``; a kill switch that
+    cancels that connect made the client's ``start()`` raise before the adapter cached it, so
+    :func:`ats.trading.node.forget_ib_clients` could not close it: its socket stayed open to the
+    gateway, holding the node's client id, until the garbage collector found it."""
+    if guard.startup_aborted:
+        return
+    node.build()
+    guard.install()
+    await node.run_async()
+
+
 @contextlib.contextmanager
 def _startup_abortable(guard: SessionGuard) -> Iterator[None]:
-    """``node.build()`` ends in ``CancelledError`` when the guard aborted the start-up (the IB
+    """The node's start ends in ``CancelledError`` when the guard aborted the start-up (the IB
     client's connect loop was cancelled); that is the abort taking effect, not a failure."""
     try:
         yield

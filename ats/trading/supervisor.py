@@ -9,8 +9,8 @@
 * A normal stop (the stop time, ``--for``) sends no new orders and lets the ones in flight
   settle before the node stops.
 * Until the trader runs, a watcher thread obeys the kill switch, the stop time, a signal and
-  the start-up deadline, and aborts the start-up (``node.build()`` connects and may retry
-  forever against a gateway that never answers the handshake).
+  the start-up deadline, and aborts the start-up (the IB adapter's connect may retry forever
+  against a gateway that never answers the handshake).
 * The session follows its flow run and watches its own gateway connection.
 
 Orders go through :class:`ats.trading.interposer.OrderInterposer`; bars and snapshots through
@@ -296,9 +296,9 @@ class SessionGuard:
 
     def watch_startup(self, deadline_s: float) -> threading.Thread:
         """Until the trader runs, watch from a thread: the kill switch, the stop time and a
-        startup deadline.  Started before ``node.build()``: the IB adapter connects inside
-        ``build()`` and, against a gateway that accepts TCP but never answers the handshake,
-        retries forever — deaf to everything but this watcher."""
+        startup deadline.  Started before the node is built: against a gateway that accepts TCP
+        but never answers the handshake, the IB adapter's connect retries forever — deaf to
+        everything but this watcher."""
         from ats.governance.killswitch import latched
 
         def watch() -> None:
@@ -335,7 +335,7 @@ class SessionGuard:
 
     def abort_startup(self, status: str, reason: str, *, audit_ok: bool = True) -> None:
         """End a session that has not started trading: record why, then cancel whatever the node
-        is waiting on (any thread; repeated by the watcher until ``build()``/``run()`` return)."""
+        is waiting on (any thread; repeated by the watcher until the node's start returns)."""
         with self._phase_lock:
             if self.startup_aborted or self.phase == "ended":
                 return

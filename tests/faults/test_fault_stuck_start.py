@@ -1,7 +1,7 @@
 """A node stuck starting is not deaf (issue 17, finding 1).
 
-The IB adapter connects inside ``node.build()`` and, against a gateway that accepts TCP but never
-answers the handshake (the simulator's ``stall`` fault, or any non-IB listener), retries forever.
+Against a gateway that accepts TCP but never answers the handshake (the simulator's ``stall``
+fault, or any non-IB listener), the IB adapter retries its connect forever.
 Before the fix, ``ats kill``, the stop time, the startup deadline and one SIGTERM were all ignored
 there, and the session row stayed ``running``.  Each test runs the real ``python -m ats.paper``
 against such a gateway, acts once the session row exists and the node's TCP connection is held

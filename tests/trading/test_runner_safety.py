@@ -8,22 +8,26 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from nautilus_trader.adapters.interactive_brokers import factories
 from runner_support import drive_session, session_settings, wait_until
 
 from ats.core.errors import GateRefused, InputError
-from ats.core.settings import load_settings
+from ats.core.settings import Settings, load_settings
 from ats.core.sleeves import Sleeve
 from ats.gateway.controllers import SimController, swap
 from ats.governance import audit, killswitch
 from ats.governance.sessions import list_sessions, start_session
-from ats.store import open_store
+from ats.ibsim import SimGateway
+from ats.store import Store, open_store
 from ats.trading.gates import check_gates
-from ats.trading.runner import SessionRequest, run_session
+from ats.trading.runner import SessionOutcome, SessionRequest, run_session
 from ats.trading.stop_time import resolve_stop_time
-from support import free_port, later
+from ats.trading.supervisor import ib_connection
+from support import free_port, later, open_connections_to
 
 NY = dt.timezone(dt.timedelta(hours=-5))
 
@@ -106,25 +110,49 @@ def test_an_exit_above_the_entry_cap_still_goes_out(sim_factory, isolated_env: P
 
 
 @pytest.mark.slow
-def test_a_node_that_never_starts_trading_still_obeys_the_kill_switch(sim_factory, isolated_env: Path) -> None:
-    # Arrange: the gateway manages another account, so the execution client never becomes ready.
-    sim = sim_factory(mode="paper", account="DU7777777", clock="manual")
-    settings = session_settings(sim, isolated_env, ATS_IB_PAPER_ACCOUNT_ID="DU1234567")
+def _session_killed_once(sim: SimGateway, settings: Settings, ready: Callable[[], bool],
+                         reason: str) -> tuple[SessionOutcome, Store]:
+    """Run a paper session on this thread; another latches the kill switch once ``ready()``."""
     request = SessionRequest("paper", [Sleeve("ibs_reversion", "QQQ.NASDAQ")],
                              until=(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat())
     store = open_store(settings.resolved_database_url)
     account, _ = check_gates(request, settings, store)
 
-    def kill_once_started(_guard) -> None:  # noqa: ANN001
+    def kill_when_ready(_guard) -> None:  # noqa: ANN001
         def kill() -> None:
-            wait_until(lambda: sim.api_connections >= 1, what="the node to connect")
-            killswitch.latch(["paper"], "node stuck starting", "test", store=store)
+            wait_until(ready, what=f"the moment to kill ({reason})", interval=0.001)
+            killswitch.latch(["paper"], reason, "test", store=store)
         threading.Thread(target=kill, daemon=True).start()
 
-    # Act
-    outcome = run_session(request, settings, store, account=account, on_guard=kill_once_started)
+    return run_session(request, settings, store, account=account, on_guard=kill_when_ready), store
+
+
+def test_a_node_that_never_starts_trading_still_obeys_the_kill_switch(sim_factory, isolated_env: Path) -> None:
+    # Arrange: the gateway manages another account, so the execution client never becomes ready.
+    sim = sim_factory(mode="paper", account="DU7777777", clock="manual")
+    settings = session_settings(sim, isolated_env, ATS_IB_PAPER_ACCOUNT_ID="DU1234567")
+
+    # Act: killed once the node's own client is connected (the gates' probes are API connections too).
+    outcome, store = _session_killed_once(sim, settings, lambda: ib_connection() == "connected",
+                                          "node stuck starting")
 
     # Assert
     assert outcome.status == "killed", outcome.reason
     assert "node stuck starting" in outcome.reason
     assert [s.status for s in list_sessions("paper", store=store)] == ["killed"]
+    assert open_connections_to(sim.port) == 0
+
+
+def test_a_kill_during_the_nodes_first_connect_leaves_no_socket_open_at_the_gateway(
+        sim_factory, isolated_env: Path) -> None:
+    # Arrange
+    sim = sim_factory(mode="paper", clock="manual")
+    settings = session_settings(sim, isolated_env)
+
+    # Act: killed the moment the node's IB client exists, its first connect under way.
+    outcome, _ = _session_killed_once(sim, settings, lambda: bool(factories.IB_CLIENTS), "kill during the first connect")
+
+    # Assert: killed, and nothing of the node holds a connection (or its client id) at the gateway.
+    assert outcome.status == "killed", outcome.reason
+    assert open_connections_to(sim.port) == 0
+    assert factories.IB_CLIENTS == {}
