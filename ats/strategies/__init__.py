@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from nautilus_trader.trading.strategy import Strategy
 
 _load_lock = threading.Lock()
+_import_checked: set[str] = set()  # SHA-256 of module sources that passed _refuse_ats_imports
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,17 @@ class StrategySpec:
         return Path(spec.origin)
 
     def _source(self) -> tuple[Path, bytes, str]:
-        """The module's path, its bytes (read once) and their SHA-256, checked for ats imports."""
+        """The module's path, its bytes (read once) and their SHA-256, checked for ats imports.
+
+        The check (a parse of the whole module) is a function of the bytes alone, so bytes that
+        passed it are not parsed again in this process: a sweep loads its strategy at every point."""
         path = self.source_path()
         source = path.read_bytes()
-        _refuse_ats_imports(self, path, source)
-        return path, source, hashlib.sha256(source).hexdigest()
+        digest = hashlib.sha256(source).hexdigest()
+        if digest not in _import_checked:
+            _refuse_ats_imports(self, path, source)
+            _import_checked.add(digest)
+        return path, source, digest
 
     def fingerprint(self) -> str:
         """SHA-256 of the strategy module's source: the bytes :meth:`load` runs."""

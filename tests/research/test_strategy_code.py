@@ -139,6 +139,16 @@ def test_a_strategy_module_importing_other_ats_code_is_refused(toy, line: str) -
         spec.fingerprint()
 
 
+def test_a_module_that_passed_the_import_check_is_checked_again_once_its_bytes_change(toy) -> None:
+    # The check is remembered per SHA-256 of the bytes (a sweep loads its strategy at every point).
+    spec, module = toy
+    spec.load()
+    module.write_text(f"import ats.core.sleeves\n{APPROVED}")
+
+    with pytest.raises(StrategyCodeError, match="imports ats code outside its own file"):
+        spec.load()
+
+
 def test_the_shipped_strategies_load_from_their_own_bytes() -> None:
     for name in sorted(REGISTRY):
         spec = get_strategy(name)
