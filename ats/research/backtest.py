@@ -33,7 +33,6 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 from zoneinfo import ZoneInfo
@@ -178,11 +177,6 @@ class _Row:
     low: float
     close: float
     volume: float
-
-    @cached_property
-    def iso_date(self) -> str:
-        """``YYYY-MM-DD``; kept on the row, which a stored series' every run shares."""
-        return self.date.isoformat()
 
 
 def _to_date(value: object) -> date:
@@ -679,20 +673,17 @@ def _result(strategy_name: str, fingerprint: str, config: StrategyConfig, bar_ty
     for fill in fills:
         fills_by_date.setdefault(fill["date"], []).append(fill)
     curve: list[dict[str, Any]] = []
-    equities: list[float] = []
     in_market = 0
-    no_fills: list[Fill] = []
     for row in rows:
-        for fill in fills_by_date.get(row.date, no_fills):
+        for fill in fills_by_date.get(row.date, []):
             sign = 1 if fill["side"] == "BUY" else -1
             held += sign * fill["quantity"]
             cash -= sign * fill["quantity"] * fill["price"] + fill["commission"]
         if held > 0:
             in_market += 1
-        equity = round(cash + held * row.close, 2)
-        equities.append(equity)
-        curve.append({"date": row.iso_date, "equity": equity})
+        curve.append({"date": row.date.isoformat(), "equity": round(cash + held * row.close, 2)})
 
+    equities = [p["equity"] for p in curve]
     final = equities[-1]
     total_return = final / starting_cash - 1
     days = (rows[-1].date - rows[0].date).days
@@ -706,11 +697,8 @@ def _result(strategy_name: str, fingerprint: str, config: StrategyConfig, bar_ty
             sharpe = mean / math.sqrt(var) * math.sqrt(TRADING_DAYS_PER_YEAR)
     peak, max_dd = float(starting_cash), 0.0
     for value in equities:
-        if value > peak:
-            peak = value
-        drawdown = 1 - value / peak
-        if drawdown > max_dd:
-            max_dd = drawdown
+        peak = max(peak, value)
+        max_dd = max(max_dd, 1 - value / peak)
 
     open_position = None
     if lots:
