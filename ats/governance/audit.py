@@ -28,6 +28,7 @@ import hmac as _hmac
 import json
 from collections.abc import Generator, Iterable, Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, func, select, update
@@ -231,6 +232,11 @@ def verify_rows(rows: Iterable[tuple], head: tuple[int, str] | None = None, *,
                      f"{len(subject)}:{subject};{len(payload)}:{payload};{len(prev_hash)}:{prev_hash};")
         if sha256(canonical.encode("utf-8")).hexdigest() != digest:
             raise AuditChainBroken(seq, "hash does not match the row's content")
+        if keyed_from is not None and seq < keyed_from and seal:
+            # Rows before keying were written before the key existed: an HMAC here means keyed
+            # rows were re-labelled as unkeyed (audit_head.keyed_from moved forward).
+            raise AuditChainBroken(seq, f"row carries an HMAC but the log says rows are keyed only from seq "
+                                        f"{keyed_from}: audit_head was edited")
         if keyed_from is not None and seq >= keyed_from:
             if not seal:
                 raise AuditChainBroken(seq, f"row has no HMAC (every row from seq {keyed_from} on is keyed)")
@@ -272,6 +278,11 @@ def verify(store: Store | None = None, *, upto: int | None = None,
     try:
         with store.read() as conn:
             head = read_head(conn)
+        if head.keyed_from > head.seq + 1:
+            # Keying starts at the next row to be written (the keying migration) or earlier: a
+            # start past that only serves to exempt rewritten rows from their HMACs.
+            raise AuditChainBroken(head.seq + 1, f"audit_head says the log is keyed from seq {head.keyed_from}, "
+                                                 f"past its end (seq {head.seq}): audit_head was edited")
         key = audit_key.load_key(create=False)
         last = head.seq if upto is None else min(upto, head.seq)
         if key is None and last >= head.keyed_from:
@@ -289,6 +300,8 @@ def verify(store: Store | None = None, *, upto: int | None = None,
             raise AuditChainBroken(result.rows + 1, f"row missing (the log ends at seq {result.rows})")
         path = audit_anchor.anchor_path()
         anchor = audit_anchor.read_anchor(head.store_id, path)
+        if anchor is None:
+            _check_no_other_store_id(store, head, path)
         if anchor is not None:
             _check_published(store, head, anchor.seq, anchor.hash, anchor.hmac,
                              f"anchored head seq {anchor.seq} ({anchor.at}, {path})")
@@ -306,6 +319,21 @@ def verify(store: Store | None = None, *, upto: int | None = None,
         if isinstance(exc, StoreError):
             raise
         raise StoreError(f"audit verify could not read the log: {exc}") from exc
+
+
+def _check_no_other_store_id(store: Store, head: Head, path: Path) -> None:
+    """The anchor file holds no head for this store's id: it must hold none for this database
+    either, under another id.  Every HMAC covers the store id, so a changed id is only of use to
+    someone who also unkeyed the log — and it would dodge the anchor, which is filed under the id."""
+    with store.read() as conn:
+        label = _store_label(conn)
+    for other in audit_anchor.anchors_of_store(label, path):
+        if other.store_id != head.store_id:
+            raise AuditChainBroken(
+                min(other.seq, max(head.seq, 1)),
+                f"the anchor file ({path}) holds this database's head (seq {other.seq}) under store id "
+                f"{other.store_id}, and audit_head says store id {head.store_id or '(none)'}: audit_head was edited "
+                f"(if this database was replaced on purpose, remove store {other.store_id} from the anchor file)")
 
 
 def _check_published(store: Store, head: Head, seq: int, digest: str, seal: str | None, what: str) -> None:

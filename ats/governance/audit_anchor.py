@@ -92,6 +92,16 @@ def read_anchor(store_id: str, path: Path | None = None) -> Anchor | None:
         raise ConfigError(f"{ANCHOR_VARIABLE}: {path}: the entry of store {store_id} is malformed") from None
 
 
+def anchors_of_store(label: str, path: Path | None = None) -> list[Anchor]:
+    """Every head the file anchors for the database ``label`` (its URL without password), under
+    whatever store id; normally one."""
+    path = path or anchor_path()
+    stores = _load(path)["stores"]
+    return [anchor for store_id, entry in stores.items()
+            if isinstance(entry, dict) and entry.get("store") == label
+            and (anchor := read_anchor(store_id, path)) is not None]
+
+
 def record(anchor: Anchor, path: Path | None = None) -> bool:
     """Write ``anchor`` unless the file already holds a head at least as far; True if written.
 

@@ -77,12 +77,13 @@ def test_every_row_carries_the_hmac_of_its_hash_under_the_key(sqlite_url: str) -
 
 
 def test_unkeying_the_log_and_recomputing_it_is_found_through_the_anchor(sqlite_url: str) -> None:
-    # Arrange: every HMAC removed, keyed_from moved past the end, every hash recomputed.
+    # Arrange: every HMAC removed, keyed_from moved to just past the end (as if the keying
+    # migration had just run), every hash recomputed.
     store = open_store(sqlite_url)
     _fill(store, 5)
     with triggers_off(store, "audit_log") as conn:
         conn.execute(text("UPDATE audit_log SET hmac = NULL"))
-        conn.execute(text("UPDATE audit_head SET keyed_from = 100, key_id = NULL"))
+        conn.execute(text("UPDATE audit_head SET keyed_from = 6, key_id = NULL"))
     rewrite_from(store, 2)
 
     # Act
@@ -92,6 +93,62 @@ def test_unkeying_the_log_and_recomputing_it_is_found_through_the_anchor(sqlite_
     # Assert
     assert excinfo.value.seq == 5
     assert "the row differs from the anchored head seq 5" in excinfo.value.reason
+
+
+def test_unkeying_the_log_under_a_new_store_id_is_found_through_the_anchor_file(store_url: str) -> None:
+    # Arrange: an approval-like row rewritten, every HMAC removed, keyed_from moved to just past
+    # the end and a fresh store id, so that the anchor filed under the old id is not looked up.
+    store = open_store(store_url)
+    _fill(store, 5)
+    with store.read() as conn:
+        old_id = conn.execute(text("SELECT store_id FROM audit_head")).scalar()
+    with triggers_off(store, "audit_log") as conn:
+        conn.execute(text("UPDATE audit_log SET hmac = NULL"))
+        conn.execute(text("UPDATE audit_head SET keyed_from = 6, key_id = NULL, store_id = :s"), {"s": "f" * 32})
+    rewrite_from(store, 2)
+
+    # Act
+    result = run_ats("audit", "verify", env={"ATS_DATABASE_URL": store_url})
+
+    # Assert
+    assert result.returncode == 4
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: audit chain broken at seq 5: the anchor file (")
+    assert f"holds this database's head (seq 5) under store id {old_id}, and audit_head says store id {'f' * 32}" in line
+
+
+def test_keying_moved_past_the_end_of_the_log_is_found(sqlite_url: str) -> None:
+    # Arrange: the helper's form of the attack above — keyed_from far past the end.
+    store = open_store(sqlite_url)
+    _fill(store, 3)
+    with triggers_off(store, "audit_log") as conn:
+        conn.execute(text("UPDATE audit_log SET hmac = NULL"))
+        conn.execute(text("UPDATE audit_head SET keyed_from = 100"))
+
+    # Act
+    with pytest.raises(AuditChainBroken) as excinfo:
+        audit.verify(store)
+
+    # Assert
+    assert excinfo.value.seq == 4
+    assert excinfo.value.reason == ("audit_head says the log is keyed from seq 100, past its end (seq 3): "
+                                    "audit_head was edited")
+
+
+def test_keyed_rows_relabelled_as_before_keying_are_found(sqlite_url: str) -> None:
+    # Arrange: keyed_from moved to just past the end, the HMACs left in place.
+    store = open_store(sqlite_url)
+    _fill(store, 3)
+    with triggers_off(store, "audit_log") as conn:
+        conn.execute(text("UPDATE audit_head SET keyed_from = 4"))
+
+    # Act
+    with pytest.raises(AuditChainBroken) as excinfo:
+        audit.verify(store)
+
+    # Assert
+    assert (excinfo.value.seq, excinfo.value.reason) == (
+        1, "row carries an HMAC but the log says rows are keyed only from seq 4: audit_head was edited")
 
 
 def test_verify_reports_keyed_rows_and_the_anchor(sqlite_url: str) -> None:
