@@ -106,7 +106,7 @@ def kill(*, session: str | None, mode: str | None, all_modes: bool, reason: str 
     if session:
         from ats.governance.sessions import get_session
 
-        record = get_session(session, store=store)
+        record = get_session(session, store=store, prefer_running=True)
         modes, session_id = [record.mode], record.id
     else:
         modes = list(MODES) if all_modes else [m for m in MODES if m == mode]  # mode: one of MODES (checked above)

@@ -164,15 +164,32 @@ def finish_session(session_id: str, status: str, reason: str, actor: str, *,
                      .values(**values))
 
 
-def get_session(session_id: str, *, store: Store | None = None) -> SessionRecord:
+def get_session(session_id: str, *, store: Store | None = None, prefer_running: bool = False) -> SessionRecord:
+    """The session with id ``session_id``, or the one whose id starts with it.
+
+    A prefix that more than one session's id starts with is refused (naming them), except that
+    with ``prefer_running`` (``ats kill --session``) the one *running* session it matches is taken:
+    a kill in a hurry must reach the session that trades, never latch another's mode.
+    """
     store = store or open_store()
     with store.read() as conn:
         row = conn.execute(select(sessions).where(sessions.c.id == session_id)).first()
-        if row is None:
-            row = conn.execute(select(sessions).where(sessions.c.id.like(f"{session_id}%"))).first()
-    if row is None:
+        if row is not None:
+            return _record(row)
+        matching = sessions.c.id.startswith(session_id, autoescape=True)
+        if prefer_running:
+            running = conn.execute(select(sessions).where(matching, sessions.c.status == "running").limit(2)).all()
+            if len(running) == 1:
+                return _record(running[0])
+        rows = conn.execute(select(sessions).where(matching).order_by(sessions.c.started_at.desc()).limit(4)).all()
+    if not rows:
         raise InputError(f"no session {session_id!r}; see `ats sessions list`")
-    return _record(row)
+    if len(rows) > 1:
+        shown = ", ".join(f"{r.id[:12]}… ({r.mode}, {r.status})" for r in rows[:3])
+        more = " and more" if len(rows) > 3 else ""
+        raise InputError(f"session {session_id!r} is the start of more than one session id ({shown}{more}): "
+                         f"give more of the id; see `ats sessions list`")
+    return _record(rows[0])
 
 
 def list_sessions(mode: str | None = None, *, status: str | None = None, limit: int = 50,

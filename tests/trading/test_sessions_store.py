@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ats.core.errors import GateRefused
+from ats.core.errors import GateRefused, InputError
 from ats.core.sleeves import Sleeve
 from ats.governance import audit
 from ats.governance.sessions import finish_session, get_session, reap_dead_sessions, start_session
@@ -70,3 +70,41 @@ def test_a_dead_runners_session_is_reaped_as_error(isolated_env: Path) -> None:
     assert reaped == [record.id]
     reaped_record = get_session(record.id, store=open_store())
     assert reaped_record.status == "error" and "died without stopping the session" in reaped_record.reason
+
+
+def _renamed(record, new_id: str) -> str:  # noqa: ANN001
+    with open_store().write() as conn:
+        conn.execute(sessions.update().where(sessions.c.id == record.id).values(id=new_id))
+    return new_id
+
+
+def test_a_session_prefix_of_more_than_one_id_is_refused_and_kill_takes_the_running_one(isolated_env: Path) -> None:
+    # Arrange: a stopped paper session and a running live session whose ids start alike.
+    from ats.governance.killswitch import kill, latched
+
+    paper = _start("paper")
+    finish_session(paper.id, "stopped", "done", "tester", store=open_store())
+    paper_id = _renamed(paper, "ab000000-0000-4000-8000-000000000000")
+    live_id = _renamed(_start("live"), "ab999999-0000-4000-8000-000000000000")
+
+    # Act
+    shown = run_ats("sessions", "show", "ab")
+    latches = kill(session="ab", mode=None, all_modes=False, reason=None, actor="tester", store=open_store())
+
+    # Assert: `show` names both and asks for more of the id; the kill latched the running session's mode.
+    assert shown.returncode == 2
+    [line] = shown.stderr.strip().splitlines()
+    assert "'ab' is the start of more than one session id" in line
+    assert "ab999999-000… (live, running)" in line and "ab000000-000… (paper, stopped)" in line
+    assert [(latch.mode, latch.session_id) for latch in latches] == [("live", live_id)]
+    assert latched("live", store=open_store()) is not None and latched("paper", store=open_store()) is None
+    assert get_session("ab0", store=open_store()).id == paper_id
+
+
+def test_a_session_prefix_is_matched_literally(isolated_env: Path) -> None:
+    _start("paper")
+
+    with pytest.raises(InputError, match=r"no session '%'"):
+        get_session("%", store=open_store())
+    with pytest.raises(InputError, match=r"no session '_'"):
+        get_session("_", store=open_store())
