@@ -228,7 +228,8 @@ class SessionGuard:
         unsettled |= {o.client_order_id for o in cache.orders_inflight()}
         if not unsettled:
             self._stop_node()
-        elif time.monotonic() >= self._cancel_deadline:
+        elif time.monotonic() >= self._cancel_deadline and not self._node_stop_requested:
+            # Once: the kill poll keeps calling while the node stops (Nautilus' timers run on).
             # Never report a clean kill while orders may still work at the broker.
             self.status = "error"
             self.reason += (f"; {len(unsettled)} order(s) still open or in flight at the broker after "

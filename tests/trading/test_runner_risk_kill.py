@@ -119,3 +119,35 @@ def test_a_kill_while_an_order_is_in_flight_cancels_it_once_the_broker_acknowled
     assert (outcome.status, outcome.reason) == ("killed", "kill switch by test: kill with an order in flight")
     assert [(r["kind"], r["result"]) for r in sim.ledger] == [("place", "accepted"), ("cancel", "cancelled")]
     assert sim.snapshot()["open_orders"] == []
+
+
+def test_a_kill_whose_cancel_the_broker_never_answers_ends_in_error_saying_so_once(
+        sim_factory, isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Arrange: a limit order open at the broker; then the gateway stops answering order
+    # requests, so the kill's cancel stays unanswered past the cancel grace (shortened here).
+    from ats.trading import supervisor
+
+    monkeypatch.setattr(supervisor, "CANCEL_GRACE_S", 0.5)
+    sim = sim_factory(mode="paper", clock="manual", start="2024-06-03")
+    settings = session_settings(sim, isolated_env)
+    request = SessionRequest("paper", [Sleeve("order_check", "QQQ.NASDAQ", "1-DAY-LAST",
+                                              {"quantities": [1], "limit_price": 100.0})],
+                             for_seconds=600)  # ended by the kill; not by the clock of the day
+
+    def kill_with_the_cancel_unanswered(guard, day: int) -> None:
+        wait_until(lambda: any(r["kind"] == "place" for r in sim.ledger), what="the limit order at the broker")
+        sim.hold_acks(True)
+        killswitch.latch(["paper"], "kill with the broker silent", "test", store=guard.store)
+
+    # Act
+    driven = drive_session(sim, settings, request, days=1, during=kill_with_the_cancel_unanswered, stop=False,
+                           settle=False)
+    sim.release_acks()
+
+    # Assert: never reported as a clean kill, and the warning is in the reason once (the kill
+    # poll goes on firing while the node stops).
+    outcome = driven.outcome
+    assert outcome.status == "error"
+    assert outcome.reason.startswith("kill switch by test: kill with the broker silent; 1 order(s) still open")
+    assert outcome.reason.count("check and cancel them at IB") == 1
+    assert get_session(outcome.session_id, store=driven.store).reason == outcome.reason
