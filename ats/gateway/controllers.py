@@ -331,6 +331,25 @@ def swap(to: Mode, controller: GatewayController, settings: Settings | None = No
             return probe_mode(mode, settings, timeout=5.0, client_id=PROBE_CLIENT_ID)
 
     _refuse_if_session_running(other, settings, actor, store)
+    try:
+        return _swap(to, other, controller, settings, prober, down_timeout, up_timeout, poll, actor, store)
+    except (GateRefused, GatewayError) as error:
+        # Audited like every refused gate (a wrong account) and every failed swap (a gateway
+        # that would not stop or start): the go-live's record shows why it went no further.
+        from ats.governance import audit
+        from ats.store import open_store
+
+        if isinstance(error, GateRefused):
+            action, payload = "gate.refused", {"gate": error.gate, "message": str(error)}
+        else:
+            action, payload = "gateway.swap_failed", {"from": other, "to": to, "message": str(error)}
+        audit.append(actor or settings.operator, action, to, payload,
+                     store=store or open_store(settings.resolved_database_url))
+        raise
+
+
+def _swap(to: Mode, other: Mode, controller: GatewayController, settings: Settings, prober: Prober,
+          down_timeout: float, up_timeout: float, poll: float, actor: str | None, store: Store | None) -> SwapResult:
     started = time.monotonic()
     controller.stop(other)
     down = _wait_for(lambda: prober(other), lambda r: r.reason == "refused", down_timeout, poll)

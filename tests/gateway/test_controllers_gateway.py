@@ -190,6 +190,11 @@ def test_swap_refuses_to_start_live_while_paper_still_answers(sim_settings) -> N
         assert not ctl.is_up("live")
         assert _probe(sim_settings, "live").reason == "refused"
         SimController.stop(ctl, "paper")
+    from ats.governance import audit
+
+    [failed] = audit.list_rows(action="gateway.swap_failed", store=open_store(sim_settings.resolved_database_url))
+    assert (failed.subject, failed.payload_obj()["from"]) == ("live", "paper")
+    assert "paper gateway still answers" in failed.payload_obj()["message"]
 
 
 class _PaperOnTheLivePort(SimController):
@@ -209,3 +214,8 @@ def test_swap_stops_a_live_gateway_with_a_paper_account(sim_settings) -> None:
             swap_to_live(ctl, sim_settings, up_timeout=0)
         assert not ctl.is_up("live") and not ctl.is_up("paper")
     assert expected_mode(store=open_store(sim_settings.resolved_database_url)) == "paper"
+    from ats.governance import audit
+
+    [refused] = audit.list_rows(action="gate.refused", store=open_store(sim_settings.resolved_database_url))
+    assert (refused.subject, refused.payload_obj()["gate"]) == ("live", "live-gateway")
+    assert "wrong account" in refused.payload_obj()["message"]
