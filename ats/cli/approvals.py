@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from ats.cli._common import console, describe_set, load_settings, print_json
+
+if TYPE_CHECKING:
+    from ats.store import Store
 
 PARAMS_HELP = "Strategy params as JSON: the set approved (default: the strategy's defaults)."
 BAR_SPEC_HELP = "Bar spec STEP-AGGREGATION-PRICE_TYPE of the set approved."
@@ -53,6 +58,23 @@ def revoke_live(
     for other in approvals.approved_sets(strategy, instrument, store=store):
         console.print(f"still approved: {other.describe()} (revoke with {other.cli_args()})",
                       highlight=False, markup=False)
+    _say_which_live_session_halts(store)
+
+
+def _say_which_live_session_halts(store: Store) -> None:
+    """A running live session that trades a revoked set halts on it (it reads its approvals every
+    second): say so, so the operator knows what the revocation did."""
+    from ats.core.sleeves import Sleeve
+    from ats.governance import approvals
+    from ats.governance.sessions import running_sessions
+
+    for record in running_sessions("live", store=store):
+        sleeves = [Sleeve(s["strategy"], s["instrument"], s.get("bar_spec") or "1-DAY-LAST", s.get("params") or {})
+                   for s in record.sleeves]
+        revoked = approvals.revocation_among(sleeves, store=store)
+        if revoked is not None:
+            console.print(f"the running live session {record.id} trades it: it halts within a second "
+                          "(trading HALTED, open orders cancelled, node stopped)", highlight=False, markup=False)
 
 
 def list_approvals(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:

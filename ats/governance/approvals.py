@@ -14,8 +14,9 @@ inserted behind ats's back refuses the gate.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Row, func, select
 
@@ -26,6 +27,9 @@ from ats.governance import audit, gate_rows
 from ats.store import Store, open_store
 from ats.store.models import approval_events
 from ats.strategies import get_strategy
+
+if TYPE_CHECKING:
+    from ats.core.sleeves import Sleeve
 
 APPROVE_ACTIONS = ("approval.approve", "approval.reapprove")
 FAMILY = (*APPROVE_ACTIONS, "approval.revoke")
@@ -172,6 +176,28 @@ def current_approvals(*, store: Store | None = None) -> list[Approval]:
             .order_by(approval_events.c.strategy, approval_events.c.instrument, approval_events.c.id)
         ).all()
     return [_as_approval(row) for row in rows]
+
+
+def revocation_among(sleeves: Sequence[Sleeve], *, store: Store | None = None,
+                     pinned: Sequence[ParamSet] | None = None) -> str | None:
+    """Which of ``sleeves`` (a running live session's) no longer has a current approval of its
+    params/bar-spec set — its newest event a revocation — said in one phrase naming who revoked
+    it and when; ``None`` when every one still has one.
+
+    A cheap read (the running session asks about once a second): the audit-row check is the
+    gate's, done before the session started.  ``pinned``: the sleeves' sets, computed once.
+    """
+    store = store or open_store()
+    sets = list(pinned) if pinned is not None else [
+        param_set(s.strategy, s.instrument, s.params, s.bar_spec) for s in sleeves]
+    with store.read() as conn:
+        for sleeve, wanted in zip(sleeves, sets, strict=True):
+            latest = _newest(conn, sleeve.strategy, sleeve.instrument, wanted)
+            if latest is None or latest.kind != "approve":
+                who = f" by {latest.actor} at {latest.at}" if latest is not None else ""
+                note = f" ({latest.note})" if latest is not None and latest.note else ""
+                return f"the go-live approval of {sleeve.key} was revoked{who}{note}"
+    return None
 
 
 def require_live_approval(strategy: str, instrument: str, params: str | dict | None = None,

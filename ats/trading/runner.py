@@ -44,7 +44,7 @@ from ats.core.sleeves import Sleeve
 from ats.gateway.identity import identify_gateway
 from ats.store import Store
 from ats.trading.gates import Gates
-from ats.trading.node import build_node_config, forget_ib_clients, plan_for
+from ats.trading.node import NodePlan, build_node_config, forget_ib_clients, plan_for
 from ats.trading.stop_time import resolve_stop_time
 from ats.trading.summary import SessionOutcome, final_summary
 from ats.trading.supervisor import SessionGuard
@@ -132,6 +132,7 @@ def run_session(request: SessionRequest, settings: Settings, store: Store, *,
         _restore_signal_handlers(outer_handlers)
         raise
     if request.mode == "live":
+        _approvals_stand_at_start(gates, record.id, plan, store, node, outer_handlers)
         _notify(settings, "go_live", account, [s.key for s in plan.sleeves], settings.operator, plan.host, plan.port)
     status, reason = "error", "the node did not start"
     summary: dict[str, Any] = {}
@@ -181,6 +182,26 @@ def run_session(request: SessionRequest, settings: Settings, store: Store, *,
     _notify(settings, "session_ended", request.mode, record.id, status, reason,
             {"realised PnL": summary.get("realized_pnl"), "orders": summary.get("orders")})
     return SessionOutcome(record.id, request.mode, status, reason, summary)
+
+
+def _approvals_stand_at_start(gates: Gates, session_id: str, plan: NodePlan, store: Store, node: TradingNode,
+                              outer_handlers: SignalHandlers | None) -> None:
+    """Read the approvals once more now that the session row exists: a revocation committed
+    between the last gate check and the row is refused here, before the node connects (one
+    committed after the row is the running session's, which halts on it)."""
+    from ats.core.errors import ApprovalMissing
+    from ats.governance.approvals import revocation_among
+    from ats.governance.sessions import finish_session
+
+    revoked = revocation_among(plan.sleeves, store=store)
+    if revoked is None:
+        return
+    _dispose(node)
+    _restore_signal_handlers(outer_handlers)
+    finish_session(session_id, "error", f"not started: {revoked} while the session was starting",
+                   gates.actor, store=store)
+    gates.refuse(ApprovalMissing("approval", f"{revoked} while the session was starting",
+                                 "approve it again with ats approve-live once it may trade real money"))
 
 
 def _start_helpers(guard: SessionGuard, request: SessionRequest, settings: Settings, store: Store) -> None:

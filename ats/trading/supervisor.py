@@ -6,6 +6,8 @@
   session's kill socket: trading state HALTED, open orders cancelled (again each second while
   they stay open), node stopped, session ``killed``.  SIGINT/SIGTERM, a flow run set to any
   state but Running and a store failure take the same path.
+* A live session also reads its sleeves' go-live approvals every second: ``ats revoke-live``
+  of one halts it the same way (session ``killed``, the reason naming who revoked it).
 * A normal stop (the stop time, ``--for``) sends no new orders and lets the ones in flight
   settle before the node stops.
 * Until the trader runs, a watcher thread obeys the kill switch, the stop time, a signal and
@@ -56,6 +58,9 @@ CONNECTION_CHECK_S = 1.0
 # take well under a second; 10 s leaves room for a loaded machine and still ends the node well
 # inside Prefect's 30 s between SIGTERM and SIGKILL.
 CANCEL_GRACE_S = 10.0
+# How often a live session reads whether its sleeves' go-live approvals still stand: a
+# revocation (``ats revoke-live``) halts it like the kill switch.
+APPROVAL_POLL_S = 1.0
 CANCEL_RESEND_S = 1.0  # while halting, an open order without a pending cancel is cancelled again after this
 # How often the start-up watcher looks at the kill switch, the stop time and the deadline, and
 # re-cancels the node's start-up tasks once it aborts (the IB adapter swallows some cancels).
@@ -101,6 +106,8 @@ class SessionGuard:
         self._halt_lock = threading.RLock()
         self._cancel_sent: dict[ClientOrderId, float] = {}  # client order id -> monotonic time of our last cancel
         self.ended = threading.Event()  # set once build/run returned: the helper threads end
+        self._next_approval_check = 0.0
+        self._approval_sets: list | None = None  # the live sleeves' params/bar-spec sets, computed once
         self.interposer = OrderInterposer(self)
         self.recorder = SessionTelemetry(session_id=session_id, plan=plan, store=store, node=node,
                                          orders=self.interposer.orders, on_store_failure=self._store_failed)
@@ -138,6 +145,7 @@ class SessionGuard:
         self.trading_since = dt.datetime.now(dt.UTC)
         self.started.set()
 
+        self.poll_kill()  # the kill switch and (live) the approvals as it begins trading, then every poll
         clock = self.node.kernel.clock
         clock.set_timer("ats-kill-poll", dt.timedelta(seconds=POLL_INTERVAL_S), callback=lambda _e: self.poll_kill())
         clock.set_timer("ats-snapshot", dt.timedelta(seconds=SNAPSHOT_INTERVAL_S), callback=lambda _e: self.snapshot())
@@ -188,6 +196,28 @@ class SessionGuard:
             return
         if found is not None:
             self.halt("killed", f"kill switch by {found.actor}: {found.reason}")
+            return
+        if self.plan.mode == "live" and time.monotonic() >= self._next_approval_check:
+            self._next_approval_check = time.monotonic() + APPROVAL_POLL_S
+            self._check_approvals()
+
+    def _check_approvals(self) -> None:
+        """A live session trades only while every sleeve's go-live approval stands: a revocation
+        halts it (HALTED, orders cancelled, node stopped, session ``killed``)."""
+        from ats.core.pins import param_set
+        from ats.governance.approvals import revocation_among
+
+        try:
+            if self._approval_sets is None:
+                self._approval_sets = [param_set(s.strategy, s.instrument, s.params, s.bar_spec)
+                                       for s in self.plan.sleeves]
+            revoked = revocation_among(self.plan.sleeves, store=self.store, pinned=self._approval_sets)
+        except StoreError as exc:
+            self.halt("error", f"store unavailable, cannot see the go-live approvals (fail closed): {exc}",
+                      audit_ok=False)
+            return
+        if revoked is not None:
+            self.halt("killed", revoked)
 
     def halt(self, status: str, reason: str, *, audit_ok: bool = True, cause: dict[str, Any] | None = None) -> None:
         """HALTED at once, cancel open orders, then stop the node.  ``cause`` is audited with it

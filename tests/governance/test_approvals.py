@@ -154,6 +154,30 @@ def test_cli_approve_list_revoke(isolated_env: Path) -> None:
         "\"notional\":4000.0,\"sell_threshold\":0.8} on 1-DAY-LAST bars: nothing to revoke")
 
 
+def test_revoke_live_says_which_running_live_session_halts_on_it(isolated_env: Path) -> None:
+    # Arrange: two approved sets, a live session (its record) trading the default one.
+    from ats.core.sleeves import Sleeve
+    from ats.governance.sessions import start_session
+
+    store = open_store()
+    approvals.approve_live("ibs_reversion", "QQQ.NASDAQ", "go", "alice", store=store)
+    approvals.approve_live("ibs_reversion", "QQQ.NASDAQ", "go", "alice", params={"buy_threshold": 0.1}, store=store)
+    session = start_session("live", [Sleeve("ibs_reversion", "QQQ.NASDAQ")], trader_id="ATS-LIVE-001",
+                            account_masked="U***4567", gateway="127.0.0.1:4001", actor="alice", store=store)
+    sleeve = ["--strategy", "ibs_reversion", "--instrument", "QQQ.NASDAQ"]
+
+    # Act
+    other_set = run_ats("revoke-live", *sleeve, "--params", '{"buy_threshold": 0.1}', "--note", "not this one")
+    its_set = run_ats("revoke-live", *sleeve, "--note", "risk review")
+
+    # Assert
+    assert other_set.returncode == 0 and "live session" not in other_set.stdout
+    assert its_set.returncode == 0, its_set.stderr
+    assert f"the running live session {session.id} trades it: it halts within a second" in its_set.stdout
+    assert approvals.revocation_among([Sleeve("ibs_reversion", "QQQ.NASDAQ")], store=store).startswith(
+        "the go-live approval of ibs_reversion@QQQ.NASDAQ was revoked by ")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -12,6 +12,7 @@ from ats.core.errors import KillLatched
 from ats.core.sleeves import Sleeve
 from ats.governance import audit, killswitch
 from ats.governance.sessions import get_session, session_detail
+from ats.store import open_store
 from ats.trading.gates import check_gates
 from ats.trading.runner import SessionRequest
 from support import run_ats
@@ -151,3 +152,41 @@ def test_a_kill_whose_cancel_the_broker_never_answers_ends_in_error_saying_so_on
     assert outcome.reason.startswith("kill switch by test: kill with the broker silent; 1 order(s) still open")
     assert outcome.reason.count("check and cancel them at IB") == 1
     assert get_session(outcome.session_id, store=driven.store).reason == outcome.reason
+
+
+def test_revoking_the_approval_of_a_running_live_sleeve_halts_the_session(sim_factory, isolated_env: Path) -> None:
+    # Arrange: a live session (simulator) with its paper rung and approval; a limit order rests
+    # at the broker when the approval is revoked.
+    from ats.core.pins import param_set
+    from ats.governance import approvals
+    from ats.research import ladder
+    from ats.strategies import get_strategy
+
+    sim = sim_factory(mode="live", account="U1234567", clock="manual", start="2024-06-03")
+    settings = session_settings(sim, isolated_env, ATS_ENABLE_LIVE_TRADING="true")
+    params = {"quantities": [1], "limit_price": 100.0}
+    request = SessionRequest("live", [Sleeve("order_check", "QQQ.NASDAQ", "1-DAY-LAST", params)],
+                             for_seconds=600, i_understand="U1234567")
+    store = open_store(settings.resolved_database_url)
+    pinned = param_set("order_check", "QQQ.NASDAQ", params, "1-DAY-LAST")
+    ladder.record_verdict("paper", "order_check", "QQQ.NASDAQ", passed=True, reasons=["test setup"], metrics={},
+                          params=pinned.params, bar_spec="1-DAY-LAST", data_start=None, data_end=None,
+                          fingerprint=get_strategy("order_check").fingerprint(), actor="test", store=store)
+    approvals.approve_live("order_check", "QQQ.NASDAQ", "reviewed", "alice", params=params, store=store)
+
+    def revoke_with_an_order_resting(guard, day: int) -> None:
+        wait_until(lambda: any(r["kind"] == "place" for r in sim.ledger), what="the limit order at the broker")
+        approvals.revoke_live("order_check", "QQQ.NASDAQ", "bob", "risk review", params=params, store=guard.store)
+
+    # Act
+    driven = drive_session(sim, settings, request, days=1, during=revoke_with_an_order_resting, stop=False,
+                           settle=False)
+
+    # Assert: halted on the revocation, the resting order cancelled at the broker, audited.
+    outcome = driven.outcome
+    assert outcome.status == "killed"
+    assert outcome.reason.startswith("the go-live approval of order_check@QQQ.NASDAQ was revoked by bob at ")
+    assert outcome.reason.endswith(" (risk review)")
+    assert [r["kind"] for r in sim.ledger] == ["place", "cancel"]
+    actions = [r.action for r in audit.list_rows(store=driven.store, limit=1000)]
+    assert actions.index("approval.revoke") < actions.index("session.halted") < actions.index("session.killed")
