@@ -69,12 +69,20 @@ class Store:
                 try:
                     with conn.begin():
                         if self.dialect == "postgresql":
+                            # Bounded like SQLite's busy timeout: a client stuck holding the lock
+                            # (a lost network mid-transaction) must not hang `ats kill` or a session.
+                            conn.execute(text(f"SET LOCAL lock_timeout = '{int(WRITE_LOCK_TIMEOUT_S * 1000)}ms'"))
                             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_WRITE_LOCK})
                         yield conn
                 finally:
                     callbacks = conn.info.pop(_ON_COMMIT, {})
         except SQLAlchemyError as exc:
-            raise StoreError(f"store write failed: {_short(exc)}") from exc
+            detail = _short(exc)
+            if "lock timeout" in detail or "database is locked" in detail:
+                where = ("pg_stat_activity shows it" if self.dialect == "postgresql"
+                         else "another process has the database file open in a write")
+                detail += f" (another connection held the store's write lock for {WRITE_LOCK_TIMEOUT_S:g} s: {where})"
+            raise StoreError(f"store write failed: {detail}") from exc
         for callback in callbacks.values():
             callback()
 
@@ -99,6 +107,11 @@ def inserted_id(result: CursorResult[Any]) -> int:
     return key[0]
 
 
+# How long a write waits for another writer (SQLite's busy timeout, PostgreSQL's lock_timeout)
+# before it fails with a StoreError.
+WRITE_LOCK_TIMEOUT_S = 60.0
+
+
 def _short(exc: BaseException) -> str:
     return str(getattr(exc, "orig", exc) or exc).splitlines()[0]
 
@@ -109,7 +122,7 @@ def _create_engine(url: str) -> Engine:
         database = parsed.database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 60})
+        engine = create_engine(url, connect_args={"timeout": WRITE_LOCK_TIMEOUT_S})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
@@ -119,7 +132,7 @@ def _create_engine(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=FULL")  # durable: a commit survives power loss
-            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.execute(f"PRAGMA busy_timeout={int(WRITE_LOCK_TIMEOUT_S * 1000)}")
             cursor.close()
 
         @event.listens_for(engine, "begin")

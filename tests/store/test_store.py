@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from sqlalchemy import inspect, text
 
 from ats.store import open_store
@@ -67,3 +69,32 @@ def test_models_match_the_migrated_schema(store_url: str) -> None:
 
     # Indexes are declared in the migrations only; tables and columns must agree exactly.
     assert [d for d in diff if d[0] not in ("add_index", "remove_index")] == []
+
+
+def test_a_write_waits_a_bounded_time_for_a_stuck_writer_on_postgres(pg_url: str, monkeypatch) -> None:  # noqa: ANN001
+    # Arrange: another connection holds the store's write lock and never lets go (a client that
+    # lost its network mid-transaction); the wait is shortened for the test.
+    from ats.core.errors import StoreError
+    from ats.governance import audit
+    from ats.store import engine as store_engine
+
+    store = open_store(pg_url)
+    audit.append("tester", "test.action", "before", store=store)
+    monkeypatch.setattr(store_engine, "WRITE_LOCK_TIMEOUT_S", 0.5)
+    holder = store.engine.connect()
+    holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": store_engine._PG_WRITE_LOCK})
+
+    # Act
+    try:
+        with pytest.raises(StoreError) as excinfo:
+            audit.append("tester", "test.action", "while stuck", store=store)
+    finally:
+        holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": store_engine._PG_WRITE_LOCK})
+        holder.close()
+
+    # Assert: one line naming the wait; nothing half-written; the next write goes through.
+    assert str(excinfo.value).startswith("store write failed: canceling statement due to lock timeout")
+    assert "held the store's write lock for 0.5 s: pg_stat_activity shows it" in str(excinfo.value)
+    assert audit.count(store) == 1
+    audit.append("tester", "test.action", "after", store=store)
+    assert audit.verify(store).rows == 2
