@@ -40,7 +40,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ats.core.accounts import account_problem
 from ats.core.errors import ConfigError
 from ats.core.health_policy import HealthPolicy
-from ats.core.masking import mask_account  # the rule lives there (stdlib only); ats imports it from here
+from ats.core.masking import display_url, mask_account  # the rule lives there (stdlib only); ats imports it from here
 
 ENV_PREFIX = "ATS_"
 RATE_RE = re.compile(r"^([1-9]\d*)/(\d{2}):([0-5]\d):([0-5]\d)\Z", re.ASCII)
@@ -388,7 +388,7 @@ class Settings(BaseSettings):
             elif isinstance(value, Path):
                 value = str(value)
             shown[env_name(name)] = value
-        shown["ATS_DATABASE_URL"] = _hide_password(self.resolved_database_url)
+        shown["ATS_DATABASE_URL"] = display_url(self.resolved_database_url)
         return shown
 
 
@@ -452,10 +452,6 @@ def _check_database_driver(url: str) -> None:
         raise ValueError(f"{which} is not installed: {hint}") from None
     if getattr(dialect, "is_async", False):
         raise ValueError(f"the {driver} driver is asynchronous; ats needs a synchronous one: {hint}")
-
-
-def _hide_password(url: str) -> str:
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 def env_name(field: str) -> str:

@@ -35,6 +35,7 @@ from sqlalchemy import Connection, func, select, update
 
 from ats.core.canonical import JSONObject, canonical_json  # audit.canonical_json: the form rows are hashed in
 from ats.core.errors import AuditChainBroken, ConfigError, StoreError
+from ats.core.masking import display_url
 from ats.governance import audit_anchor, audit_key
 from ats.governance.audit_anchor import Anchor
 from ats.store import Store, open_store, utcnow_iso
@@ -136,7 +137,8 @@ def append_in(conn: Connection, actor: str, action: str, subject: str,
 
 
 def _store_label(conn: Connection) -> str:
-    return conn.engine.url.render_as_string(hide_password=True)
+    """The store's URL as written to the anchor file (beside the data): no secret in it."""
+    return display_url(conn.engine.url.render_as_string(hide_password=False))
 
 
 def append(actor: str, action: str, subject: str, payload: Mapping[str, object] | None = None, *,

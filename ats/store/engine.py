@@ -49,6 +49,7 @@ class Store:
         self.engine = engine
         self.dialect = engine.dialect.name
         self.url = engine.url
+        self._secret_url = engine.url.render_as_string(hide_password=False)  # only to scrub error messages
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -56,7 +57,7 @@ class Store:
             with self.engine.connect() as conn, conn.begin():
                 yield conn
         except SQLAlchemyError as exc:
-            raise StoreError(f"store read failed: {_short(exc)}") from exc
+            raise StoreError(f"store read failed: {_short(exc, self._secret_url)}") from exc
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -77,7 +78,7 @@ class Store:
                 finally:
                     callbacks = conn.info.pop(_ON_COMMIT, {})
         except SQLAlchemyError as exc:
-            detail = _short(exc)
+            detail = _short(exc, self._secret_url)
             if "lock timeout" in detail or "database is locked" in detail:
                 where = ("pg_stat_activity shows it" if self.dialect == "postgresql"
                          else "another process has the database file open in a write")
@@ -112,8 +113,12 @@ def inserted_id(result: CursorResult[Any]) -> int:
 WRITE_LOCK_TIMEOUT_S = 60.0
 
 
-def _short(exc: BaseException) -> str:
-    return str(getattr(exc, "orig", exc) or exc).splitlines()[0]
+def _short(exc: BaseException, url: str = "") -> str:
+    """The first line of a driver error, with the store URL's secrets scrubbed from it (a driver
+    may echo the host part it parsed, password and all)."""
+    from ats.core.masking import scrub_url_secrets
+
+    return scrub_url_secrets(str(getattr(exc, "orig", exc) or exc).splitlines()[0], url)
 
 
 def _create_engine(url: str) -> Engine:
@@ -205,9 +210,9 @@ def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
             if migrate:
                 _migrate(engine)
         except OperationalError as exc:
-            raise StoreError(f"cannot open the store at {safe_url(url)}: {_short(exc)}") from exc
+            raise StoreError(f"cannot open the store at {safe_url(url)}: {_short(exc, url)}") from exc
         except SQLAlchemyError as exc:
-            raise StoreError(f"store migration failed at {safe_url(url)}: {_short(exc)}") from exc
+            raise StoreError(f"store migration failed at {safe_url(url)}: {_short(exc, url)}") from exc
         store = Store(engine)
         _engines[url] = store
         return store
@@ -233,5 +238,7 @@ def forget_stores() -> None:
 
 
 def safe_url(url: str) -> str:
-    """The URL as it may be shown: the password hidden."""
-    return make_url(url).render_as_string(hide_password=True)
+    """The URL as it may be shown: its password and secret query parameters hidden."""
+    from ats.core.masking import display_url
+
+    return display_url(url)

@@ -209,6 +209,40 @@ def test_config_show_masks_accounts_and_hides_secrets() -> None:
         assert secret not in result.stdout
 
 
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql+psycopg://bob@127.0.0.1:1/x?password=s3cretpw&sslmode=require",
+     "postgresql+psycopg://bob@127.0.0.1:1/x?password=***&sslmode=require"),
+    ("postgresql+psycopg://:s3cretpw@127.0.0.1:1/x", "postgresql+psycopg://:***@127.0.0.1:1/x"),
+    ("postgresql+psycopg://bob:SEC@s3cretpw@127.0.0.1:1/x", "postgresql+psycopg://bob:***@127.0.0.1:1/x"),
+])
+def test_a_database_password_in_any_url_form_is_never_shown(url: str, shown: str) -> None:
+    # Act: the settings as shown, and the one line of a store that cannot be opened.
+    config = run_ats("config", "show", "--json", env={"ATS_DATABASE_URL": url})
+    opened = run_ats("approvals", env={"ATS_DATABASE_URL": url})
+
+    # Assert
+    assert config.returncode == 0, config.stderr
+    assert json.loads(config.stdout)["ATS_DATABASE_URL"] == shown
+    assert opened.returncode != 0 and f"cannot open the store at {shown}:" in opened.stderr
+    assert "s3cretpw" not in config.stdout + config.stderr + opened.stdout + opened.stderr
+
+
+def test_the_anchor_file_beside_the_data_holds_no_database_password(isolated_env: Path) -> None:
+    # Arrange: a SQLite store whose URL carries a password parameter (kept by the driver's URL).
+    url = f"sqlite:///{isolated_env}/q.db?password=SECRETPW"
+
+    # Act
+    approved = run_ats("approve-live", "--strategy", "ibs_reversion", "--instrument", "QQQ.NASDAQ", "--note", "ok",
+                       env={"ATS_DATABASE_URL": url})
+
+    # Assert
+    assert approved.returncode == 0, approved.stderr
+    anchor_file = isolated_env.parent / "ats-config" / "audit.anchor.json"
+    [entry] = json.loads(anchor_file.read_text())["stores"].values()
+    assert entry["store"] == f"sqlite:///{isolated_env}/q.db?password=***"
+    assert "SECRETPW" not in anchor_file.read_text()
+
+
 def test_cli_bad_setting_exits_non_zero_with_one_line() -> None:
     result = run_ats("config", "show", env={"ATS_IB_PAPER_PORT": "70000"})
 
