@@ -94,8 +94,9 @@ def list_approvals(json_out: bool = typer.Option(False, "--json", help="Print JS
         table.add_column(column, overflow="fold")
     for a in current:
         pinned = a.pinned
-        table.add_row(a.strategy, a.instrument, escape(pinned.params_json) if pinned else "(before pinning)",
-                      a.bar_spec or "—", a.approved_by, a.approved_at, a.fingerprint[:12], escape(a.note))
+        table.add_row(escape(a.strategy), escape(a.instrument),
+                      escape(pinned.params_json) if pinned else "(before pinning)", escape(a.bar_spec or "—"),
+                      escape(a.approved_by), a.approved_at, a.fingerprint[:12], escape(a.note))
     console.print(table)
 
 

@@ -23,13 +23,17 @@ def list_cmd(
     if json_out:
         print_json([row.as_dict() for row in rows])
         return
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"audit log ({len(rows)} rows)")
     for column in ("seq", "ts", "actor", "action", "subject", "payload", "hash"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(str(row.seq), row.ts, row.actor, row.action, row.subject, row.payload, row.hash[:12])
+        # Recorded text is shown as written, never read as console markup (a note "[/]" or
+        # "[bold]" would otherwise break or change the view of an append-only log).
+        table.add_row(str(row.seq), row.ts, escape(row.actor), escape(row.action), escape(row.subject),
+                      escape(row.payload), row.hash[:12])
     console.print(table)
 
 

@@ -16,13 +16,14 @@ def show(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
     if json_out:
         print_json(shown)
         return
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="ats settings")
     table.add_column("variable")
     table.add_column("value")
     for name, value in shown.items():
-        table.add_row(name, str(value))
+        table.add_row(name, escape(str(value)))
     console.print(table)
 
 

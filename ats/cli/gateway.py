@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
 from ats.cli._common import console, fail, is_mode, load_settings, print_json
 
@@ -41,7 +42,7 @@ def _probe_table(result: ProbeResult) -> None:
     table.add_row("accounts", ", ".join(data["accounts"]) or "-")
     table.add_row("latency", f"{data['latency_ms']} ms" if result.latency_ms is not None else "-")
     table.add_row("server version", str(result.server_version or "-"))
-    table.add_row("detail", result.detail or "-")
+    table.add_row("detail", escape(result.detail or "-"))
     console.print(table)
 
 

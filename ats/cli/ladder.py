@@ -7,6 +7,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
 from ats.cli._common import console, describe_set, fail, load_settings, print_json
 from ats.core.errors import InputError
@@ -72,7 +73,7 @@ def _print_backtest(result: BacktestResult, verdict: StoredVerdict, report: str 
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     console.print(table)
     colour = "green" if verdict.passed else "red"
-    console.print(f"verdict: [{colour}]{'PASS' if verdict.passed else 'FAIL'}[/] — " + "; ".join(verdict.reasons))
+    console.print(f"verdict: [{colour}]{'PASS' if verdict.passed else 'FAIL'}[/] — " + escape("; ".join(verdict.reasons)))
     if report:
         console.print(f"report written to {report}")
 
@@ -163,7 +164,6 @@ def _metric_text(metric: str, value: float | None) -> str:
 
 
 def _print_sweep(result: SweepResult, top: int, heatmap: str | None) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     from ats.research.sweep import METRICS
@@ -275,7 +275,6 @@ def status_cmd(
         print_json({"strategy": strategy, "instrument": instrument, "params": pinned.params,
                     "bar_spec": pinned.bar_spec, "rungs": rows})
         return
-    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=escape(f"research ladder: {strategy} on {instrument}, {pinned.describe()}"))

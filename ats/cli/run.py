@@ -14,6 +14,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 
 from ats.cli._common import console, err_console, fail, load_settings, print_json
 
@@ -156,7 +157,7 @@ def run_command(
         print_json(outcome.as_dict())
     else:
         colour = {"stopped": "green", "killed": "yellow"}.get(outcome.status, "red")
-        console.print(f"session {outcome.session_id} [{colour}]{outcome.status}[/]: {outcome.reason}")
+        console.print(f"session {outcome.session_id} [{colour}]{outcome.status}[/]: {escape(outcome.reason)}")
         orders = outcome.summary.get("orders", {})
         console.print(f"orders: {orders}  realised PnL: {outcome.summary.get('realized_pnl')}  "
                       f"positions: {outcome.summary.get('positions')}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 
 from ats.cli._common import console, fail, load_settings, print_json
 
@@ -43,8 +44,8 @@ def list_cmd(
         info = r.gateway_info
         gateway = (f"{info.get('kind', 'unknown')} v{info.get('server_version')}"
                    + (" real-time" if info.get("real_time") else "")) if info else "unknown"
-        table.add_row(r.id[:8], r.mode, r.status, r.started_at, r.stopped_at or "", r.account_masked, gateway,
-                      sleeves, r.reason or "")
+        table.add_row(r.id[:8], r.mode, r.status, r.started_at, r.stopped_at or "", r.account_masked,
+                      escape(gateway), escape(sleeves), escape(r.reason or ""))
     console.print(table)
 
 
@@ -125,7 +126,7 @@ def _watch(session_id: str, store: Store) -> None:
     if record.status == "running":  # its process died without finishing the row
         fail(f"session {record.id}: its runner (pid {record.pid} on {record.host}) is gone; "
              "the next session of the mode marks it error", 1)
-    console.print(f"session {record.id} ended: [bold]{record.status}[/] — {record.reason or ''}", highlight=False)
+    console.print(f"session {record.id} ended: [bold]{record.status}[/] — {escape(record.reason or '')}", highlight=False)
 
 
 def _watch_view(record: SessionRecord, snapshot: dict[str, Any] | None) -> Table:
@@ -140,10 +141,10 @@ def _watch_view(record: SessionRecord, snapshot: dict[str, Any] | None) -> Table
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
-    table.add_row("status", status)
+    table.add_row("status", escape(status))
     table.add_row("snapshot", snapshot["ts"] if snapshot else "none yet (the node is starting)")
     for name, value in telemetry_rows(snapshot or {}) if snapshot else ():
-        table.add_row(name, value)
+        table.add_row(name, escape(value))
     return table
 
 

@@ -154,6 +154,24 @@ def test_cli_approve_list_revoke(isolated_env: Path) -> None:
         "\"notional\":4000.0,\"sell_threshold\":0.8} on 1-DAY-LAST bars: nothing to revoke")
 
 
+def test_recorded_text_is_shown_as_written_never_read_as_console_markup(isolated_env: Path) -> None:
+    # Arrange: a note and an operator name that look like console markup, recorded for ever.
+    env = {"ATS_OPERATOR": "bob[/]", "COLUMNS": "400"}
+    approved = run_ats("approve-live", "--strategy", "ibs_reversion", "--instrument", "QQQ.NASDAQ",
+                       "--note", "ok per [/] review, x [bold]y", env=env)
+
+    # Act
+    listed = run_ats("audit", "list", env=env)
+    current = run_ats("approvals", env=env)
+
+    # Assert
+    assert approved.returncode == 0, approved.stderr
+    for shown in (listed, current):
+        assert shown.returncode == 0, shown.stderr
+        assert "ok per [/] review, x [bold]y" in shown.stdout
+        assert "bob[/]" in shown.stdout
+
+
 def test_revoke_live_says_which_running_live_session_halts_on_it(isolated_env: Path) -> None:
     # Arrange: two approved sets, a live session (its record) trading the default one.
     from ats.core.sleeves import Sleeve
