@@ -116,6 +116,8 @@ def append_in(conn: Connection, actor: str, action: str, subject: str,
     with the audit key (created on the first append to an unkeyed log); once the transaction
     commits, the new head is written to the anchor file.
     """
+    path = audit_anchor.anchor_path()
+    audit_anchor.check_writable(path)  # before anything is written: the anchor follows the commit
     head = read_head(conn)
     key = audit_key.key_for_append(head.key_id)
     seq, prev = head.seq + 1, head.hash
@@ -131,7 +133,6 @@ def append_in(conn: Connection, actor: str, action: str, subject: str,
         values["key_id"] = key.key_id
     conn.execute(update(audit_head).where(audit_head.c.id == 1).values(**values))
     anchor = Anchor(head.store_id, seq, digest, seal, head.keyed_from, ts, _store_label(conn))
-    path = audit_anchor.anchor_path()
     on_commit(conn, "audit-anchor", lambda: audit_anchor.record(anchor, path))
     return AuditRow(seq, ts, actor, action, subject, body, prev, digest, seal)
 

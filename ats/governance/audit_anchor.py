@@ -102,6 +102,19 @@ def anchors_of_store(label: str, path: Path | None = None) -> list[Anchor]:
             and (anchor := read_anchor(store_id, path)) is not None]
 
 
+def check_writable(path: Path) -> None:
+    """Raise :class:`ConfigError` unless :func:`record` can write ``path``: an append checks this
+    *before* its transaction commits, so a bad anchor file refuses the change instead of
+    reporting an error about a change already made."""
+    _load(path)  # readable, and an anchor file (or not there yet)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{ANCHOR_VARIABLE}: cannot create the directory of {path}: {exc.strerror or exc}") from None
+    if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"{ANCHOR_VARIABLE}: cannot write {path}: permission denied")
+
+
 def record(anchor: Anchor, path: Path | None = None) -> bool:
     """Write ``anchor`` unless the file already holds a head at least as far; True if written.
 

@@ -341,6 +341,34 @@ def test_the_anchor_file_follows_every_append(isolated_env: Path, sqlite_url: st
     assert stat.S_IMODE(anchor_file.stat().st_mode) == 0o600
 
 
+@pytest.mark.parametrize("problem", ["malformed", "under a file"])
+def test_an_unusable_anchor_file_refuses_the_change_before_it_is_made(isolated_env: Path, problem: str) -> None:
+    # Arrange: an anchor file that is not one, or a path whose directory is a regular file.
+    if problem == "malformed":
+        anchor = isolated_env.parent / "broken.anchor.json"
+        anchor.write_text("{not json")
+        expected = f"error: ATS_AUDIT_ANCHOR_FILE: {anchor} is not an ats audit anchor file"
+    else:
+        blocker = isolated_env.parent / "a-file"
+        blocker.write_text("x")
+        anchor = blocker / "audit.anchor.json"
+        expected = f"error: ATS_AUDIT_ANCHOR_FILE: cannot read {anchor}: Not a directory"
+    env = {"ATS_AUDIT_ANCHOR_FILE": str(anchor)}
+
+    # Act
+    result = run_ats("approve-live", "--strategy", "ibs_reversion", "--instrument", "QQQ.NASDAQ", "--note", "ok",
+                     env=env)
+
+    # Assert: one line, and the approval was not recorded (told "refused", it is not in effect).
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(expected)
+    assert audit.count(open_store()) == 0
+    from ats.governance import approvals
+
+    assert approvals.current_approvals(store=open_store()) == []
+
+
 def test_a_rolled_back_append_does_not_move_the_anchor(sqlite_url: str) -> None:
     store = open_store(sqlite_url)
     _fill(store, 2)
