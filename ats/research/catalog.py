@@ -341,6 +341,7 @@ def store_series(iid: InstrumentId, bar_type: BarType, data: DailyData, data_dir
     bars = rows_to_bars(data.rows, bar_type, data.price_precision)
 
     root = catalog_path(data_dir)
+    _refuse_a_shared_place(iid, root)
     root.parent.mkdir(parents=True, exist_ok=True)
     scratch = root.parent / f".catalog-import-{uuid.uuid4().hex[:12]}"
     try:
@@ -370,6 +371,21 @@ def store_series(iid: InstrumentId, bar_type: BarType, data: DailyData, data_dir
         catalog=str(root),
         warnings=tuple(data.warnings),
     )
+
+
+def _refuse_a_shared_place(iid: InstrumentId, root: Path) -> None:
+    """The catalog names its directories after the instrument id without its ``/`` characters, so
+    ``A/B.NASDAQ`` and ``AB.NASDAQ`` would share (and overwrite) one series: refuse the second."""
+    from nautilus_trader.persistence.funcs import urisafe_identifier
+
+    if not (root / "data").is_dir():
+        return
+    place = urisafe_identifier(iid)
+    for stored in _open_catalog(root).instruments():
+        if stored.id != iid and urisafe_identifier(stored.id) == place:
+            raise InputError(f"instrument id {iid} would be stored in the same place as the stored {stored.id} "
+                             f"(the catalog drops '/' from its names): import it under another id, or "
+                             f"replace {stored.id} by importing with --instrument {stored.id}")
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,24 @@ def test_good_csv_is_stored_with_the_instrument(tmp_path):
     assert (instrument.price_precision, str(instrument.quote_currency), int(instrument.lot_size)) == (2, "USD", 1)
 
 
+def test_an_id_that_would_share_a_stored_series_place_is_refused_and_nothing_changes(tmp_path):
+    # Arrange: AB.NASDAQ stored; A/B.NASDAQ differs from it only by the '/' the catalog drops.
+    data_dir = tmp_path / "data"
+    import_csv(write(tmp_path, GOOD), "AB.NASDAQ", data_dir)
+    before = snapshot(data_dir / "catalog")
+
+    # Act
+    with pytest.raises(InputError) as excinfo:
+        import_csv(write(tmp_path, GOOD.splitlines()[0] + "\n" + GOOD.splitlines()[1] + "\n", "one.csv"),
+                   "A/B.NASDAQ", data_dir)
+
+    # Assert
+    assert str(excinfo.value).startswith("instrument id A/B.NASDAQ would be stored in the same place as the "
+                                         "stored AB.NASDAQ (the catalog drops '/' from its names)")
+    assert snapshot(data_dir / "catalog") == before
+    assert len(load_bars("AB.NASDAQ", data_dir)) == 3
+
+
 def test_list_shows_each_series_with_its_range(tmp_path):
     import_csv(write(tmp_path, GOOD), "SPY.ARCA", tmp_path / "data")
     entries = list_catalog(tmp_path / "data")
