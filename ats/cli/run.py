@@ -56,11 +56,14 @@ def _embedded_gateway(mode: Mode, settings: Settings, speed: str, start: str | N
 
 
 def _embedded_account(mode: Mode, settings: Settings) -> Settings:
-    """With the sim controller and no account configured, the embedded simulator's account
-    (paper: only when nothing answers on the paper port, where the simulator will start)."""
+    """With the sim controller and no account configured, the embedded simulator's account —
+    only when nothing answers on the mode's port, where the simulator will start.  A gateway
+    already answering there may be a real one: its account is never made up (the account gate
+    then says to set ``ATS_IB_<MODE>_ACCOUNT_ID``)."""
     if settings.gateway.controller != "sim" or settings.mode(mode).account_id:
         return settings
-    if mode == "paper" and _gateway_answers(settings.ib.host, settings.ib.paper_port):
+    mode_settings = settings.mode(mode)
+    if _gateway_answers(mode_settings.host, mode_settings.port):
         return settings
     from ats.ibsim import DEFAULT_ACCOUNTS
 
@@ -85,8 +88,8 @@ def _print_summary(summary: dict[str, Any], out=None) -> None:  # noqa: ANN001
     for sleeve in summary["sleeves"]:
         approval = sleeve.get("approval")
         approved = f" — approved by {approval['by']} at {approval['at']}: {approval['note']}" if approval else ""
-        lines.append(f"sleeve {sleeve['strategy']} on {sleeve['instrument']} {sleeve['bar_spec']} "
-                     f"params {sleeve['params']}{approved}")
+        lines.append(escape(f"sleeve {sleeve['strategy']} on {sleeve['instrument']} {sleeve['bar_spec']} "
+                            f"params {sleeve['params']}{approved}"))  # recorded text, not console markup
     title = "[bold red]REAL MONEY[/] live session" if summary["mode"] == "live" else "paper session"
     (out or console).print(Panel("\n".join(lines), title=title))
 

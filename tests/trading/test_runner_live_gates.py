@@ -157,6 +157,38 @@ def test_no_terminal_and_no_i_understand_refuses(live_gateway: dict[str, str]) -
     assert "[gate: confirmation] no terminal to confirm the live account id on" in result.stderr
 
 
+def test_the_summary_shows_an_approval_note_as_written(live_gateway: dict[str, str]) -> None:
+    # Arrange: a note that looks like console markup (it is shown before the confirmation).
+    _pass_paper_rung()
+    approvals.approve_live("ibs_reversion", "QQQ.NASDAQ", "per [/] review", "alice", store=open_store())
+
+    # Act
+    result = _run("ats.live", *SLEEVE, env=live_gateway)
+
+    # Assert: the summary printed the note; the refusal is the confirmation's, not a crash.
+    assert result.returncode == 3
+    assert "approved by alice" in result.stdout + result.stderr and "per [/] review" in result.stdout + result.stderr
+    assert "[gate: confirmation] no terminal to confirm the live account id on" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_gateway_already_on_the_live_port_gets_no_made_up_account(live_env: dict[str, str], sim_factory) -> None:
+    # Arrange: the sim controller and no live account set; a gateway (maybe a real one) answers
+    # on the live port, so ats will not start its simulator and must not invent its account.
+    live = sim_factory(mode="live", account="U7654321", clock="manual")
+    env = {**live_env, "ATS_GATEWAY_CONTROLLER": "sim", "ATS_IB_LIVE_PORT": str(live.port),
+           "ATS_IB_LIVE_ACCOUNT_ID": ""}
+
+    # Act
+    result = _run("ats.live", *SLEEVE, "--i-understand", LIVE_ACCOUNT, env=env)
+
+    # Assert
+    assert result.returncode == 3
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "error: [gate: account] ATS_IB_LIVE_ACCOUNT_ID is not set")
+    assert [r["gate"] for r in _refusals()] == ["account"]
+
+
 def test_a_live_gateway_that_does_not_answer_is_refused_before_the_confirmation(live_env: dict[str, str]) -> None:
     # Arrange: every gate before it passes; nothing listens on the live port (docker controller)
     _pass_paper_rung()
