@@ -106,6 +106,7 @@ class SessionGuard:
         self._halt_lock = threading.RLock()
         self._cancel_sent: dict[ClientOrderId, float] = {}  # client order id -> monotonic time of our last cancel
         self.ended = threading.Event()  # set once build/run returned: the helper threads end
+        self._halt_record: threading.Thread | None = None  # the halt's audit row, written off the loop
         self._next_approval_check = 0.0
         self._approval_sets: list | None = None  # the live sleeves' params/bar-spec sets, computed once
         self.interposer = OrderInterposer(self)
@@ -236,15 +237,29 @@ class SessionGuard:
         kernel = self.node.kernel
         kernel.risk_engine.set_trading_state(TradingState.HALTED)
         self.halted_at = time.monotonic()
-        if audit_ok:
-            with contextlib.suppress(StoreError):
-                audit.append(self.actor, "session.halted", self.session_id,
-                             {"reason": reason, "status": status, "trading_state": "HALTED", **(cause or {})},
-                             store=self.store)
         for strategy in kernel.trader.strategies():
             with contextlib.suppress(Exception):
                 strategy.cancel_all_orders(strategy.config.instrument_id)
+        if audit_ok:
+            # Written after the cancels and off the node's loop: the cancels go out on this loop,
+            # and a store slow to grant its write lock (another writer holding it, up to the
+            # store's lock timeout) must not hold them back.  The runner waits for this row
+            # before it records the session's end (:meth:`wait_for_halt_record`).
+            payload = {"reason": reason, "status": status, "trading_state": "HALTED", **(cause or {})}
+            self._halt_record = threading.Thread(target=self._record_halt, args=(payload,),
+                                                 name="ats-halt-record", daemon=True)
+            self._halt_record.start()
         self._continue_halt()
+
+    def _record_halt(self, payload: dict[str, Any]) -> None:
+        with contextlib.suppress(StoreError):
+            audit.append(self.actor, "session.halted", self.session_id, payload, store=self.store)
+
+    def wait_for_halt_record(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` s) until the halt's audit row is written: the session's end is
+        recorded after it."""
+        if self._halt_record is not None:
+            self._halt_record.join(timeout)
 
     def _continue_halt(self) -> None:
         """Called every kill poll while halting.  An order still in flight when the halt began

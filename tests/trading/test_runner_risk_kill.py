@@ -190,3 +190,52 @@ def test_revoking_the_approval_of_a_running_live_sleeve_halts_the_session(sim_fa
     assert [r["kind"] for r in sim.ledger] == ["place", "cancel"]
     actions = [r.action for r in audit.list_rows(store=driven.store, limit=1000)]
     assert actions.index("approval.revoke") < actions.index("session.halted") < actions.index("session.killed")
+
+
+def test_a_kill_cancels_at_the_broker_while_another_writer_holds_the_store(
+        sim_factory, isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Arrange: a limit order open at the broker; then another process's connection takes the
+    # SQLite store's write lock and keeps it. (The session's periodic snapshot, a write on the
+    # node's loop, is put off for the test: only the halt's own record is under test here.)
+    import sqlite3
+
+    from sqlalchemy import make_url
+
+    from ats.governance import kill_wire
+    from ats.trading import supervisor
+
+    monkeypatch.setattr(supervisor, "SNAPSHOT_INTERVAL_S", 3600.0)
+    sim = sim_factory(mode="paper", clock="manual", start="2024-06-03")
+    settings = session_settings(sim, isolated_env)
+    request = SessionRequest("paper", [Sleeve("order_check", "QQQ.NASDAQ", "1-DAY-LAST",
+                                              {"quantities": [1], "limit_price": 100.0})],
+                             for_seconds=600)  # ended by the kill; not by the clock of the day
+    database = make_url(settings.resolved_database_url).database
+    seen = {}
+
+    def kill_while_the_store_is_locked(guard, day: int) -> None:
+        wait_until(lambda: any(r["kind"] == "place" for r in sim.ledger), what="the limit order at the broker")
+        holder = sqlite3.connect(database, timeout=60, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            kill_wire.send(killswitch.store_key_of(guard.store), ["paper"],
+                           {"kind": "kill", "modes": ["paper"], "session": None, "reason": "store busy",
+                            "actor": "test"})
+            # Act: the cancel must reach the broker while the store is still locked.
+            wait_until(lambda: any(r["kind"] == "cancel" for r in sim.ledger), what="the cancel at the broker")
+            seen["halted_rows_while_locked"] = [
+                r for r in audit.list_rows(action="session.halted", store=guard.store) if r.subject == guard.session_id]
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+
+    driven = drive_session(sim, settings, request, days=1, during=kill_while_the_store_is_locked, stop=False,
+                           settle=False)
+
+    # Assert: cancelled before the halt could be recorded; recorded once the lock was free.
+    outcome = driven.outcome
+    assert seen["halted_rows_while_locked"] == []
+    assert [r["kind"] for r in sim.ledger] == ["place", "cancel"]
+    assert (outcome.status, outcome.reason) == ("killed", "kill switch by test: store busy")
+    actions = [r.action for r in audit.list_rows(store=driven.store, limit=1000)]
+    assert actions.index("session.halted") < actions.index("session.killed")
