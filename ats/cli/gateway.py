@@ -49,8 +49,9 @@ def _probe_table(result: ProbeResult) -> None:
 @gateway_app.command("probe")
 def probe_cmd(
     mode: ModeChoice = typer.Option(..., "--mode", help="Which gateway: paper or live."),
-    timeout: float = typer.Option(None, "--timeout", min=0.1,
-                                  help="Seconds for the whole handshake (default ATS_HEALTH_PROBE_TIMEOUT_SECONDS, 10)."),
+    timeout: float = typer.Option(None, "--timeout", min=0.1, max=3600,
+                                  help="Seconds for the whole handshake, 0.1 to 3600 (default "
+                                       "ATS_HEALTH_PROBE_TIMEOUT_SECONDS, 10)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Connect, complete the API handshake, disconnect.  Exit 0 healthy, 1 broken."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +21,24 @@ SIM_HELP = (
     "{\"cmd\": \"outage\", \"seconds\": 10}; commands: ping, status, ledger, drop, outage, restart, "
     "error, stall, advance."
 )
+
+
+CASH_MAX = 1e12
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _cash(value: float) -> float:
+    # NaN and infinity passed a sign check and made every account value meaningless.
+    if not (math.isfinite(value) and 0 <= value <= CASH_MAX):
+        raise typer.BadParameter(f"expected a finite amount of USD from 0 to {CASH_MAX:.0f}, e.g. 100000 (got {value})")
+    return value
+
+
+def _log_level(value: str) -> str:
+    # logging ignored an unknown name and logged at INFO, silently.
+    if value.upper() not in LOG_LEVELS:
+        raise typer.BadParameter(f"expected one of {', '.join(LOG_LEVELS)} (got {value!r})")
+    return value.upper()
 
 
 def register(app: typer.Typer) -> None:
@@ -45,7 +64,7 @@ def sim(
     start: Annotated[
         str | None, typer.Option(help="First simulated trading day, YYYY-MM-DD (default: a year before the data ends).")
     ] = None,
-    cash: Annotated[float, typer.Option(help="Initial cash in USD (a cash account).")] = 100_000.0,
+    cash: Annotated[float, typer.Option(help="Initial cash in USD (a cash account), 0 to 1e12.", callback=_cash)] = 100_000.0,
     ledger: Annotated[Path | None, typer.Option(help="Also append every order request to this JSONL file.")] = None,
     control_port: Annotated[
         int | None, typer.Option(help="JSON-lines control port on 127.0.0.1 (0 = free); off if not given.")
@@ -53,7 +72,10 @@ def sim(
     json_events: Annotated[
         bool, typer.Option("--json", help="Print a JSON 'ready' line with the ports on stdout.")
     ] = False,
-    log_level: Annotated[str, typer.Option(help="Logging level for the simulator log on stderr.")] = "INFO",
+    log_level: Annotated[
+        str, typer.Option(help="Logging level for the simulator log on stderr: DEBUG, INFO, WARNING, ERROR or CRITICAL.",
+                          callback=_log_level)
+    ] = "INFO",
     wall_clock_time: Annotated[
         bool, typer.Option("--wall-clock-time", help="Answer reqCurrentTime with this machine's clock, as a real "
                            "gateway does (default: the simulated market clock, which marks it a simulator).")
@@ -82,7 +104,7 @@ def sim(
             fail(f"bad --data {item!r}: no such file {path}", 2)
         files[instrument_id] = path
     logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.INFO),
+        level=getattr(logging, log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr,
     )
     if port is None:

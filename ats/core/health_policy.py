@@ -26,22 +26,30 @@ class HealthPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     interval_seconds: float = Field(
-        default=3.0, gt=0, description="Seconds between the gateway-health watch's probes (one API handshake each). Default 3.")
+        default=3.0, gt=0, le=3600, allow_inf_nan=False,
+        description="Seconds between the gateway-health watch's probes (one API handshake each), at most 3600. Default 3.")
     failures_to_alert: int = Field(default=2, ge=1, description="K: consecutive failed probes before the broken alert. Default 2.")
-    reminder_minutes: float = Field(default=15.0, gt=0, description="R: minutes between reminders while broken. Default 15.")
-    probe_timeout_seconds: float = Field(default=10.0, gt=0, description="Whole-handshake timeout of one probe, seconds. Default 10.")
+    reminder_minutes: float = Field(
+        default=15.0, gt=0, le=10080, allow_inf_nan=False,
+        description="R: minutes between reminders while broken, at most 10080 (a week). Default 15.")
+    probe_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=3600, allow_inf_nan=False,
+        description="Whole-handshake timeout of one probe, seconds, at most 3600. Default 10.")
     probe_client_id: int = Field(default=977, ge=0, description="API client id of the probe connection. Default 977.")
     restart_timezone: str = Field(default="America/New_York", description="Timezone of the IBC restart times.")
     daily_restart_time: time | None = Field(
         default=time(23, 45), description="IBC AutoRestartTime (local to restart_timezone); None: no daily window. Default 23:45.")
     daily_restart_tolerance_minutes: float = Field(
-        default=10.0, ge=0, description="The daily window is the restart time ± this many minutes. Default 10.")
+        default=10.0, ge=0, le=720, allow_inf_nan=False,
+        description="The daily window is the restart time ± this many minutes, at most 720 (half a day). Default 10.")
     weekly_restart_day: Weekday | None = Field(
         default="sun", description="Day of IBC's weekly cold restart (mon…sun); None: no weekly window. Default sun.")
     weekly_restart_time: time = Field(default=time(7, 5), description="IBC ColdRestartTime (local). Default 07:05.")
     weekly_restart_tolerance_minutes: float = Field(
-        default=30.0, ge=0, description="The weekly window is the cold restart time ± this many minutes (2FA). Default 30.")
-    history_days: int = Field(default=14, ge=1, description="Days of probe history kept in gateway_probes. Default 14.")
+        default=30.0, ge=0, le=1440, allow_inf_nan=False,
+        description="The weekly window is the cold restart time ± this many minutes (2FA), at most 1440 (a day). Default 30.")
+    history_days: int = Field(default=14, ge=1, le=3660,
+                              description="Days of probe history kept in gateway_probes, at most 3660 (ten years). Default 14.")
 
     @field_validator("restart_timezone")
     @classmethod

@@ -158,7 +158,9 @@ class GatewaySettings(BaseModel):
 
     controller: Literal["sim", "docker", "external"] = Field(
         default="sim", description="sim (embedded simulator), docker (infra/docker-compose.yml) or external (verify only).")
-    start_timeout_seconds: float = Field(default=180.0, gt=0, description="Swap: seconds for the started gateway to answer (2FA included).")
+    start_timeout_seconds: float = Field(
+        default=180.0, gt=0, le=3600, allow_inf_nan=False,
+        description="Swap: seconds for the started gateway to answer (2FA included), at most 3600.")
 
 
 class SessionSettings(BaseModel):
@@ -167,7 +169,7 @@ class SessionSettings(BaseModel):
     model_config = SECTION_CONFIG
 
     startup_timeout_seconds: float = Field(
-        default=120.0, gt=0, le=3600,
+        default=120.0, gt=0, le=3600, allow_inf_nan=False,
         description="Seconds a session's node has to connect, reconcile and start trading, else it ends in error.")
 
 

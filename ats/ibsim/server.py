@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -130,8 +131,8 @@ class SimGateway(RequestHandlers, AccountAndDataRequests, FaultsMixin, ControlMi
     ) -> None:
         account = account or DEFAULT_ACCOUNTS.get(mode, "")
         validate_account(mode, account)
-        if cash < 0:
-            raise SimInputError("initial cash must be >= 0")
+        if not (math.isfinite(cash) and cash >= 0):
+            raise SimInputError(f"initial cash must be a finite number >= 0, e.g. 100000 (got {cash})")
         self.mode = mode
         self.account = account
         self.host = host

@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from ats.ibsim import SimGateway
-from support import free_port
+from support import free_port, run_ats
 
 
 @pytest.fixture
@@ -67,6 +67,16 @@ def test_probe_timeout_option(app, sim) -> None:
     result = _invoke(app, "gateway", "probe", "--mode", "paper", "--timeout", "0.2", "--json")
     assert result.exit_code == 1
     assert json.loads(result.output)["reason"] == "timeout"
+
+
+@pytest.mark.parametrize("timeout", ["inf", "1e9"])
+def test_probe_refuses_a_timeout_above_an_hour_with_one_line(timeout: str) -> None:
+    result = run_ats("gateway", "probe", "--mode", "paper", "--timeout", timeout)
+
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: Invalid value for '--timeout': Input should be less than or equal to 3600 (see --help)"
+    ]
 
 
 def test_check_then_status_show_state_and_history(app, sim) -> None:

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from ats.cli import sim as sim_cli
 from ats.ibsim import ControlClient, SimGateway, SimInputError, wire
+from support import run_ats
 
 pytestmark = pytest.mark.timeout(60)
 App = Callable[..., IBApp]
@@ -247,6 +248,24 @@ def test_cli_refuses_bad_input_with_one_line(args: list[str], message: str) -> N
     result = CliRunner().invoke(_cli(), ["--port", "0", *args])
     assert result.exit_code == 2
     assert message in result.output and len(result.output.strip().splitlines()) <= 2
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["--cash", "nan"], "Invalid value for '--cash': expected a finite amount of USD from 0 to 1000000000000"),
+    (["--cash", "inf"], "Invalid value for '--cash': expected a finite amount of USD from 0 to 1000000000000"),
+    (["--log-level", "NOPE"], "Invalid value for '--log-level': expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+])
+def test_cli_refuses_a_value_it_used_to_accept_silently(args: list[str], line: str) -> None:
+    result = run_ats("sim", "--port", "0", *args)
+
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {line}"), result.stderr
+
+
+def test_simulator_refuses_cash_that_is_not_a_number() -> None:
+    with pytest.raises(SimInputError, match="initial cash must be a finite number"):
+        SimGateway(mode="paper", port=0, cash=float("nan"))
 
 
 def test_cli_help_explains_the_command() -> None:
