@@ -56,7 +56,7 @@ def deploy_cmd(
                   f"are on queue {LIVE_QUEUE})")
 
 
-def server_cmd(port: int = typer.Option(4200, "--port", help="API and UI port on 127.0.0.1.")) -> None:
+def server_cmd(port: int = typer.Option(4200, "--port", min=1, max=65535, help="API and UI port on 127.0.0.1, 1..65535.")) -> None:
     """Start a local Prefect server (its own SQLite) on 127.0.0.1 for the UI; flow runs kept 90 days."""
     from ats.core.prefect_server import RETENTION_ENV
 

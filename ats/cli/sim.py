@@ -49,7 +49,8 @@ def register(app: typer.Typer) -> None:
 def sim(
     mode: Annotated[str, typer.Option(help="paper (account DU…) or live (account U…).")] = "paper",
     port: Annotated[
-        int | None, typer.Option(help="API port on 127.0.0.1; 0 picks a free one (default 4002 paper, 4001 live).")
+        int | None, typer.Option(help="API port on 127.0.0.1, 0..65535; 0 picks a free one (default 4002 paper, 4001 live).",
+                                 min=0, max=65535)
     ] = None,
     account: Annotated[
         str | None, typer.Option(help="Managed account id (default DU1234567 or U1234567 by mode).")
@@ -67,7 +68,8 @@ def sim(
     cash: Annotated[float, typer.Option(help="Initial cash in USD (a cash account), 0 to 1e12.", callback=_cash)] = 100_000.0,
     ledger: Annotated[Path | None, typer.Option(help="Also append every order request to this JSONL file.")] = None,
     control_port: Annotated[
-        int | None, typer.Option(help="JSON-lines control port on 127.0.0.1 (0 = free); off if not given.")
+        int | None, typer.Option(help="JSON-lines control port on 127.0.0.1, 0..65535 (0 = free); off if not given.",
+                                 min=0, max=65535)
     ] = None,
     json_events: Annotated[
         bool, typer.Option("--json", help="Print a JSON 'ready' line with the ports on stdout.")

@@ -131,6 +131,9 @@ class SimGateway(RequestHandlers, AccountAndDataRequests, FaultsMixin, ControlMi
     ) -> None:
         account = account or DEFAULT_ACCOUNTS.get(mode, "")
         validate_account(mode, account)
+        for name, value in (("port", port), ("control port", control_port)):
+            if value is not None and not 0 <= value <= 65535:
+                raise SimInputError(f"{name} must be 0..65535 (0 picks a free one), got {value}")
         if not (math.isfinite(cash) and cash >= 0):
             raise SimInputError(f"initial cash must be a finite number >= 0, e.g. 100000 (got {cash})")
         self.mode = mode

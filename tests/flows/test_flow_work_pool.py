@@ -253,6 +253,16 @@ def test_deploy_without_a_prefect_server_is_one_line(tmp_path: Path) -> None:
     assert "does not answer" in down.stderr
 
 
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_server_refuses_a_port_out_of_range_in_one_line(port: str) -> None:
+    from support import run_ats
+
+    done = run_ats("server", "--port", port)
+
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Invalid value for '--port'" in done.stderr, done.stderr
+
+
 def test_deploy_with_a_wrong_auth_string_is_one_line(pool_server: dict) -> None:
     env = {**pool_server["env"], "PREFECT_API_AUTH_STRING": "ats:wrong"}
 

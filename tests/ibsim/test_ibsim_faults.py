@@ -254,13 +254,21 @@ def test_cli_refuses_bad_input_with_one_line(args: list[str], message: str) -> N
     (["--cash", "nan"], "Invalid value for '--cash': expected a finite amount of USD from 0 to 1000000000000"),
     (["--cash", "inf"], "Invalid value for '--cash': expected a finite amount of USD from 0 to 1000000000000"),
     (["--log-level", "NOPE"], "Invalid value for '--log-level': expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    (["--port", "70000"], "Invalid value for '--port': Input should be less than or equal to 65535"),
+    (["--port", "-1"], "Invalid value for '--port': Input should be greater than or equal to 0"),
+    (["--control-port", "70000"], "Invalid value for '--control-port': Input should be less than or equal to 65535"),
 ])
 def test_cli_refuses_a_value_it_used_to_accept_silently(args: list[str], line: str) -> None:
-    result = run_ats("sim", "--port", "0", *args)
+    result = run_ats("sim", *args)
 
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {line}"), result.stderr
+
+
+def test_simulator_refuses_a_port_out_of_range() -> None:
+    with pytest.raises(SimInputError, match="control port must be 0..65535"):
+        SimGateway(mode="paper", port=0, control_port=70000)
 
 
 def test_simulator_refuses_cash_that_is_not_a_number() -> None:
