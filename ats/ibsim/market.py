@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import math
 import threading
 import time
@@ -95,30 +96,39 @@ class DailyBar:
 def load_daily_bars(path: Path) -> list[DailyBar]:
     """Read ``date,open,high,low,close,volume[,...]`` CSV rows, sorted by date."""
     try:
-        handle = path.open(newline="")
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise SimInputError(f"bar file {path} line {line}: not UTF-8 text ({exc.reason} at byte {exc.start}): "
+                            "save the file as UTF-8") from None
     except OSError as exc:
-        raise SimInputError(f"cannot read bar file {path}: {exc.strerror or exc}") from exc
+        raise SimInputError(f"cannot read bar file {path}: {exc.strerror or exc}") from None
     bars: list[DailyBar] = []
-    with handle:
-        reader = csv.DictReader(handle)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
         missing = {"date", "open", "high", "low", "close", "volume"} - set(reader.fieldnames or [])
         if missing:
             raise SimInputError(f"bar file {path} lacks columns: {', '.join(sorted(missing))}")
-        for line, row in enumerate(reader, start=2):
-            try:
-                bar = DailyBar(
-                    date=dt.date.fromisoformat(row["date"].strip()[:10]),
-                    open=_round_price(float(row["open"])),
-                    high=_round_price(float(row["high"])),
-                    low=_round_price(float(row["low"])),
-                    close=_round_price(float(row["close"])),
-                    volume=int(float(row["volume"] or 0)),
-                )
-            except (ValueError, TypeError) as exc:
-                raise SimInputError(f"bar file {path} line {line}: {exc}") from exc
-            if bar.open <= 0 or bar.low > bar.high:
-                continue
-            bars.append(bar)
+        rows = list(reader)
+    except csv.Error as exc:
+        problem = (f"a field is longer than {csv.field_size_limit()} characters"
+                   if "field larger than field limit" in str(exc) else f"not readable as CSV ({exc})")
+        raise SimInputError(f"bar file {path} line {reader.reader.line_num}: {problem}") from None
+    for line, row in enumerate(rows, start=2):
+        try:
+            bar = DailyBar(
+                date=dt.date.fromisoformat(row["date"].strip()[:10]),
+                open=_round_price(float(row["open"])),
+                high=_round_price(float(row["high"])),
+                low=_round_price(float(row["low"])),
+                close=_round_price(float(row["close"])),
+                volume=int(float(row["volume"] or 0)),
+            )
+        except (ValueError, TypeError) as exc:
+            raise SimInputError(f"bar file {path} line {line}: {exc}") from exc
+        if bar.open <= 0 or bar.low > bar.high:
+            continue
+        bars.append(bar)
     if not bars:
         raise SimInputError(f"bar file {path} has no bars")
     bars.sort(key=lambda b: b.date)

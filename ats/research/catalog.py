@@ -54,6 +54,11 @@ DEFAULT_INSTRUMENT = "QQQ.NASDAQ"
 # Relative slack allowed for an open/close outside [low, high] before the row is refused.
 RANGE_SLACK = 0.01
 NS_PER_DAY = 86_400 * 1_000_000_000
+CSV_COLUMNS = f"columns {','.join(REQUIRED_COLUMNS)}[,dividend]"
+# A bar is stamped in nanoseconds since 1970 (an unsigned 64-bit integer in Nautilus, read back
+# through pandas, whose timestamps end on 2262-04-11): dates outside this range overflowed.
+FIRST_DATE = date(1970, 1, 1)
+LAST_DATE = date(2262, 4, 10)
 
 
 def shipped_csv() -> Path:
@@ -147,15 +152,25 @@ def read_daily_csv(csv_path: Path | str) -> DailyData:
     a non-numeric or non-positive price, a negative or fractional volume, ``high < low``, an
     open/close far outside the bar's range.
     """
+    # The messages leave the path out: the caller names the file once (``ats data import``
+    # prints ``FILE: message``).
     path = Path(csv_path)
+    if path.is_dir():
+        raise InputError("is a directory, not a CSV file: give the path of the CSV file")
     if not path.is_file():
-        raise InputError(f"CSV file {str(path)!r} not found")
+        raise InputError(f"not found: give the path of a CSV file with {CSV_COLUMNS}")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise InputError(f"line {line}: not UTF-8 text ({exc.reason} at byte {exc.start}): save the file as UTF-8") from None
+    except OSError as exc:
+        raise InputError(f"cannot be read ({exc.strerror or exc}): give a regular CSV file") from None
     reader = csv.reader(text.splitlines())
-    header = next(reader, None)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise InputError(f"line 1: {_csv_problem(exc)}") from None
     if header is None or not any(cell.strip() for cell in header):
         raise InputError(f"line 1: empty file, expected a header {','.join(REQUIRED_COLUMNS)}[,dividend]")
     names = [cell.strip().lower() for cell in header]
@@ -170,8 +185,17 @@ def read_daily_csv(csv_path: Path | str) -> DailyData:
         raise InputError(f"line 1: column {duplicated[0]!r} appears more than once")
     index = {name: names.index(name) for name in names}
 
+    def rows_read() -> Iterator[list[str]]:
+        while True:
+            try:
+                yield next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise InputError(f"line {reader.line_num}: {_csv_problem(exc)}") from None
+
     def records() -> Iterator[tuple[str, dict[str, str]]]:
-        for line, record in enumerate(reader, start=2):
+        for line, record in enumerate(rows_read(), start=2):
             if not record or not any(cell.strip() for cell in record):
                 raise InputError(f"line {line}: empty row")
             if len(record) != len(names):
@@ -182,6 +206,12 @@ def read_daily_csv(csv_path: Path | str) -> DailyData:
     if not data.rows:
         raise InputError("line 2: no data rows after the header")
     return data
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    if "field larger than field limit" in str(exc):
+        return f"a field is longer than {csv.field_size_limit()} characters; expected {CSV_COLUMNS}"
+    return f"not readable as CSV ({exc})"
 
 
 def validate_daily_records(records: Iterable[tuple[str, dict[str, str]]]) -> DailyData:
@@ -206,6 +236,9 @@ def validate_daily_records(records: Iterable[tuple[str, dict[str, str]]]) -> Dai
                 raise ValueError
         except ValueError:
             raise InputError(f"{line}: date {raw_date!r} is not a date (expected YYYY-MM-DD)") from None
+        if not FIRST_DATE <= day <= LAST_DATE:
+            raise InputError(f"{line}: date {day} is outside the dates a bar can be stamped with "
+                             f"({FIRST_DATE} to {LAST_DATE})")
         if day in seen:
             raise InputError(f"{line}: duplicate date {day} (first on {seen[day]})")
         if rows and day < rows[-1].date:

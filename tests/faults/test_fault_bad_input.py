@@ -217,7 +217,7 @@ CASES = [
          "line 2: high 1e20 is larger than a price can be (at most 17014118346046)",
          files={"bars.csv": CSV_HEADER + "2024-01-02,1,1e20,0.5,1.5,100\n"}),
     Case("csv-missing-file", ats("data", "import", "--csv", "{dir}/nope.csv", "--instrument", "QQQ.NASDAQ"),
-         "nope.csv' not found"),
+         "nope.csv: not found: give the path of a CSV file"),
     Case("csv-bad-instrument", ats("data", "import", "--csv", "{dir}/bars.csv", "--instrument", "QQQ"),
          "instrument id 'QQQ' is malformed", files={"bars.csv": CSV_HEADER + "2024-01-02,1,2,0.5,1.5,100\n"}),
     # ats approve-live

@@ -276,6 +276,22 @@ def test_simulator_refuses_cash_that_is_not_a_number() -> None:
         SimGateway(mode="paper", port=0, cash=float("nan"))
 
 
+def test_cli_refuses_a_bar_file_it_cannot_read_as_text_with_one_line(tmp_path) -> None:
+    header = "date,open,high,low,close,volume\n2024-01-02,1,2,0.5,1.5,100\n"
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes((header + "2024-01-03,1,2,0.5,1.5,100\xa0\n").encode("latin-1"))
+    huge = tmp_path / "huge.csv"
+    huge.write_text(header + "2024-01-03," + "1" * 140_000 + ",2,0.5,1.5,100\n")
+
+    not_utf8 = run_ats("sim", "--data", f"QQQ.NASDAQ={latin}")
+    oversized = run_ats("sim", "--data", f"QQQ.NASDAQ={huge}")
+
+    assert (not_utf8.returncode, oversized.returncode) == (2, 2)
+    assert not_utf8.stderr.splitlines() == [
+        f"error: bar file {latin} line 3: not UTF-8 text (invalid start byte at byte 85): save the file as UTF-8"]
+    assert oversized.stderr.splitlines() == [f"error: bar file {huge} line 3: a field is longer than 131072 characters"]
+
+
 def test_cli_help_explains_the_command() -> None:
     result = CliRunner().invoke(_cli(), ["--help"])
     assert result.exit_code == 0

@@ -8,6 +8,7 @@ import typer
 from typer.testing import CliRunner
 
 from ats.cli.data import register
+from support import run_ats
 
 GOOD = "date,open,high,low,close,volume\n2024-01-02,400.00,402.50,398.25,401.00,1000\n"
 
@@ -46,6 +47,22 @@ def test_import_of_a_bad_file_exits_2_naming_the_line(tmp_path, isolated_env):
     result = CliRunner().invoke(make_app(), ["data", "import", "--csv", str(csv), "--instrument", "QQQ.NASDAQ"])
     assert result.exit_code == 2
     assert "line 2: high 402.5 is below low 403.0" in result.output
+    assert not isolated_env.exists()
+
+
+def test_import_names_the_file_once_in_one_line(tmp_path, isolated_env):
+    folder = tmp_path / "bars"
+    folder.mkdir()
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(GOOD.replace("1000", "1000\xa0").encode("latin-1"))
+
+    as_folder = run_ats("data", "import", "--csv", f"{folder}/", "--instrument", "QQQ.NASDAQ")
+    not_utf8 = run_ats("data", "import", "--csv", str(latin), "--instrument", "QQQ.NASDAQ")
+
+    assert (as_folder.returncode, not_utf8.returncode) == (2, 2)
+    assert as_folder.stderr.splitlines() == [f"error: {folder}: is a directory, not a CSV file: give the path of the CSV file"]
+    assert not_utf8.stderr.count(str(latin)) == 1 and len(not_utf8.stderr.splitlines()) == 1, not_utf8.stderr
+    assert "line 2: not UTF-8 text" in not_utf8.stderr
     assert not isolated_env.exists()
 
 

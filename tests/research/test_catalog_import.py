@@ -134,6 +134,13 @@ BAD_CASES = {
                              "line 4: close 450.2 is above high 404.5 by more than 1%"),
     "header only": ("date,open,high,low,close,volume\n", "line 2: no data rows"),
     "nan price": (GOOD.replace("402.50", "nan"), "line 2: high 'nan' is not a finite number"),
+    # A bar's nanosecond stamp overflowed (OverflowError) for these:
+    "date before 1970": (GOOD.replace("2024-01-02", "1960-01-04"),
+                         "line 2: date 1960-01-04 is outside the dates a bar can be stamped with (1970-01-01 to 2262-04-10)"),
+    "date in year 9999": (GOOD.replace("2024-01-04", "9999-12-31"),
+                          "line 4: date 9999-12-31 is outside the dates a bar can be stamped with"),
+    "oversized field": (GOOD.replace("404.75", "4" * 140_000),
+                        "line 3: a field is longer than 131072 characters; expected columns date,open,high"),
 }
 
 
@@ -157,8 +164,30 @@ def test_malformed_csv_into_an_empty_data_dir_creates_nothing(tmp_path):
 
 
 def test_missing_file_is_refused(tmp_path):
-    with pytest.raises(InputError, match="not found"):
+    with pytest.raises(InputError, match="not found: give the path of a CSV file"):
         import_csv(tmp_path / "nope.csv", "QQQ.NASDAQ", tmp_path / "data")
+
+
+def test_a_directory_is_refused_as_one(tmp_path):
+    with pytest.raises(InputError, match="is a directory, not a CSV file"):
+        import_csv(tmp_path, "QQQ.NASDAQ", tmp_path / "data")
+
+
+def test_a_file_that_cannot_be_read_is_refused(tmp_path):
+    with pytest.raises(InputError, match=r"cannot be read \(Input/output error\)"):
+        import_csv(Path("/proc/self/mem"), "QQQ.NASDAQ", tmp_path / "data")
+
+
+def test_a_file_that_is_not_utf8_is_refused_naming_the_line(tmp_path):
+    path = tmp_path / "bars.csv"
+    path.write_bytes(GOOD.replace("404.75", "404.75\xa0").encode("latin-1"))
+
+    with pytest.raises(InputError) as info:
+        import_csv(path, "QQQ.NASDAQ", tmp_path / "data")
+
+    assert str(info.value).startswith("line 3: not UTF-8 text (invalid start byte at byte ")
+    assert str(path) not in str(info.value)  # the caller names the file, once
+    assert not (tmp_path / "data").exists()
 
 
 def test_bad_instrument_id_is_refused_before_reading(tmp_path):
