@@ -209,8 +209,11 @@ def run_backtest_rung(strategy: str, instrument: str, params: dict[str, Any], *,
     from ats.research.backtest import run_backtest
     from ats.research.catalog import ensure_default_data
     from ats.research.ladder_rules import judge_backtest
+    from ats.research.report import check_output_path
 
     parse_params(strategy, params, instrument)  # refuse bad params before any work
+    if report:
+        check_output_path(report, "--report")  # and a report that could not be written
     ensure_default_data(settings.data_dir)
     result = run_backtest(strategy, instrument, params, start=start, end=end, data_dir=settings.data_dir)
     verdict = judge_backtest(result, settings)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import uuid
 from collections.abc import Callable
 from datetime import date
@@ -132,11 +133,36 @@ svg text {{ font-size: 11px; fill: #555; }} .grid {{ stroke: #ddd; stroke-width:
 """
 
 
-def write_html_report(result: BacktestResult, path: Path | str, verdict: RungVerdict | None = None) -> Path:
-    """Write the report of ``result`` (and optionally its ladder ``verdict``) to ``path``."""
+def check_output_path(path: str | Path, option: str) -> None:
+    """Refuse a page path (``--report``, ``--heatmap``) that cannot be written, before the work
+    that fills it runs: a directory, or a parent that is missing, a file or not writable."""
+    from ats.core.errors import InputError
+
     target = Path(path)
+    if target.is_dir():
+        raise InputError(f"{option} {path}: is a directory; give a file name like {option.lstrip('-')}.html")
+    parent = target.parent if str(target.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise InputError(f"{option} {path}: {parent} is a file, not a directory; give a path in a directory")
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise InputError(f"{option} {path}: directory {parent} does not exist or is not writable")
+
+
+def _write_whole(target: Path, text: str) -> None:
+    """Write ``text`` to ``target`` whole or not at all (a scratch file beside it, then renamed)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render_html(result, verdict), encoding="utf-8")
+    scratch = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        scratch.write_text(text, encoding="utf-8")
+        scratch.replace(target)
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+def write_html_report(result: BacktestResult, path: Path | str, verdict: RungVerdict | None = None) -> Path:
+    """Write the report of ``result`` (and optionally its ladder ``verdict``) to ``path`` (whole or not at all)."""
+    target = Path(path)
+    _write_whole(target, render_html(result, verdict))
     return target
 
 
@@ -226,11 +252,5 @@ table {{ border-collapse: collapse; margin: 1em 0; }} th, td {{ padding: 4px 10p
 def write_sweep_heatmap(sweep: SweepResult, path: Path | str, x: str, y: str | None) -> Path:
     """Write the heat map page to ``path`` (whole or not at all)."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        scratch.write_text(render_sweep_heatmap(sweep, x, y), encoding="utf-8")
-        scratch.replace(target)
-    finally:
-        scratch.unlink(missing_ok=True)
+    _write_whole(target, render_sweep_heatmap(sweep, x, y))
     return target

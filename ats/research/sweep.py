@@ -324,29 +324,19 @@ def sweep_and_record(strategy: str, instrument: str, grid: str | dict, *, settin
                      progress: Callable[[int, int], None] | None = None) -> SweepResult:
     """What ``ats ladder sweep`` and the research-ladder flow do: check every input, run the sweep,
     write the heat map (``heatmap``, over ``axes``), store the sweep."""
-    from ats.research.report import write_sweep_heatmap
+    from ats.research.report import check_output_path, write_sweep_heatmap
 
     parsed, _ = parse_grid(strategy, instrument, grid)
     check_sort_metric(sort_by)
     plot = heatmap_axes(parsed, axes) if heatmap else None
     if heatmap:
-        check_heatmap_path(heatmap)
+        check_output_path(heatmap, "--heatmap")
     result = run_sweep(strategy, instrument, grid, data_dir=settings.data_dir, start=start, end=end,
                        train_until=train_until, sort_by=sort_by, processes=processes, progress=progress)
     if heatmap and plot:
         write_sweep_heatmap(result, heatmap, *plot)
     record_sweep(result, actor=settings.operator, store=store)
     return result
-
-
-def check_heatmap_path(path: str | Path) -> None:
-    """Refuse a heat map path that cannot be written, before the sweep runs."""
-    target = Path(path)
-    if target.is_dir():
-        raise InputError(f"--heatmap {path}: is a directory; give a file name like sweep.html")
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise InputError(f"--heatmap {path}: directory {parent} does not exist or is not writable")
 
 
 # --------------------------------------------------------------------------------------------

@@ -43,6 +43,27 @@ def test_ladder_run_passes_stores_and_audits_the_verdict_and_writes_the_report(i
     assert row.seq == stored.audit_seq and row.payload_obj()["fingerprint"] == stored.fingerprint
 
 
+@pytest.mark.parametrize(("where", "message"), [
+    ("a-dir", "is a directory; give a file name like report.html"),
+    ("a-file/bt.html", "a-file is a file, not a directory; give a path in a directory"),
+])
+def test_ladder_run_refuses_a_report_path_it_cannot_write_before_running(
+        isolated_env: Path, where: str, message: str) -> None:
+    (isolated_env.parent / "a-dir").mkdir()
+    (isolated_env.parent / "a-file").write_text("keep me\n")
+    report = isolated_env.parent / where
+
+    result = run_ats("ladder", "run", "--strategy", "ibs_reversion", "--instrument", "QQQ.NASDAQ", *RANGE,
+                     "--report", str(report))
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"error: --report {report}: {message}".replace(
+        "a-file is", f"{isolated_env.parent / 'a-file'} is")]
+    assert (isolated_env.parent / "a-file").read_text() == "keep me\n"
+    assert list((isolated_env.parent / "a-dir").iterdir()) == []
+    assert ladder.latest_verdict("backtest", "ibs_reversion", "QQQ.NASDAQ", store=open_store()) is None
+
+
 def test_ladder_run_fails_with_exit_1_when_the_thresholds_are_not_met(isolated_env: Path) -> None:
     result = run_ats("ladder", "run", "--strategy", "ibs_reversion", "--instrument", "QQQ.NASDAQ", *RANGE,
                      env={"ATS_LADDER_MIN_TRADES": "100000"})
