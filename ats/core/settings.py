@@ -325,6 +325,20 @@ class Settings(BaseSettings):
     def _operator(cls, value: str) -> str:
         return validate_operator(value)
 
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir(cls, value: Path) -> Path:
+        # A file here (or above it) failed later in every command with a FileExistsError
+        # traceback; the directory itself is created on first use.
+        for path in (value, *value.absolute().parents):
+            if path.exists():
+                if not path.is_dir():
+                    which = "is" if path == value else f"is under {path}, which is"
+                    raise ValueError(f"{value} {which} a file, not a directory: point it at a directory "
+                                     "(created if missing)")
+                break
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _db_url(cls, value: str | None) -> str | None:

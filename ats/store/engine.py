@@ -126,7 +126,12 @@ def _create_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create {folder}, the directory of the SQLite store ({exc.strerror or exc}): "
+                                 "point ATS_DATA_DIR (or ATS_DATABASE_URL) at a directory that can be created") from None
         engine = create_engine(url, connect_args={"timeout": WRITE_LOCK_TIMEOUT_S})
 
         @event.listens_for(engine, "connect")

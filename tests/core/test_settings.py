@@ -125,6 +125,20 @@ def test_bad_value_is_refused_naming_the_variable(env: dict[str, str], expected:
     assert "\n" not in str(excinfo.value)
 
 
+@pytest.mark.parametrize(("below", "says"), [("", "is"), ("sub", "is under {afile}, which is")])
+def test_a_data_dir_that_is_or_is_under_a_file_is_refused(tmp_path: Path, below: str, says: str) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    data_dir = afile / below
+
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings({"ATS_DATA_DIR": str(data_dir)})
+
+    assert str(excinfo.value).startswith(
+        f"ATS_DATA_DIR: {data_dir} {says.format(afile=afile)} a file, not a directory: point it at a directory "
+        "(created if missing)")
+
+
 def test_operator_of_200_characters_is_accepted() -> None:
     assert load_settings({"ATS_OPERATOR": "a" * 200}).operator == "a" * 200
 

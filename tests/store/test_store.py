@@ -55,6 +55,16 @@ def test_unreachable_database_is_one_clear_line() -> None:
     assert len(lines) == 1 and lines[0].startswith("error: cannot open the store at postgresql+psycopg://nobody@127.0.0.1:1/none")
 
 
+@pytest.mark.parametrize("command", [("approvals",), ("sessions", "list"), ("audit", "verify")])
+def test_a_data_dir_that_cannot_be_created_is_one_line_naming_it(command: tuple[str, ...]) -> None:
+    result = run_ats(*command, env={"ATS_DATA_DIR": "/proc/ats-cannot-exist"})
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: cannot create /proc/ats-cannot-exist, the directory of the SQLite store (No such file or directory): "
+        "point ATS_DATA_DIR (or ATS_DATABASE_URL) at a directory that can be created"]
+
+
 def test_models_match_the_migrated_schema(store_url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
