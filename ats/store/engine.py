@@ -162,11 +162,23 @@ def _migrate(engine: Engine) -> None:
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    head = ScriptDirectory.from_config(config).get_current_head()
+    script = ScriptDirectory.from_config(config)
+    head = script.get_current_head()
+    known = {revision.revision for revision in script.walk_revisions()}
+
+    def check_known(current: str | None) -> None:
+        # Alembic's "Can't locate revision" traceback otherwise: this ats is older than the database.
+        if current is not None and current not in known:
+            raise StoreError(f"the database was migrated by a newer ats (revision {current}; this ats knows up to "
+                             f"{head}): upgrade ats")
+
     with engine.connect() as conn:
-        if MigrationContext.configure(conn).get_current_revision() == head:
-            return
+        current = MigrationContext.configure(conn).get_current_revision()
+    if current == head:
+        return
+    check_known(current)
     with _migration_lock(engine), engine.begin() as conn:
+        check_known(MigrationContext.configure(conn).get_current_revision())  # another process may have migrated
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
 

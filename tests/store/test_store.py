@@ -65,6 +65,21 @@ def test_a_data_dir_that_cannot_be_created_is_one_line_naming_it(command: tuple[
         "point ATS_DATA_DIR (or ATS_DATABASE_URL) at a directory that can be created"]
 
 
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("approvals",)])
+def test_a_database_migrated_by_a_newer_ats_is_one_line(isolated_env: Path, command: tuple[str, ...]) -> None:
+    from ats.store.engine import forget_stores
+
+    with open_store().write() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    forget_stores()
+
+    result = run_ats(*command)
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: the database was migrated by a newer ats (revision 0099; this ats knows up to 0008): upgrade ats"]
+
+
 def test_models_match_the_migrated_schema(store_url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
