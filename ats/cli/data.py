@@ -43,7 +43,8 @@ def register(app: typer.Typer) -> None:
         mode: str = typer.Option(..., "--mode", help="Which gateway: paper (ATS_IB_PAPER_PORT) or live "
                                                      "(ATS_IB_LIVE_PORT); reading history places no order."),
         years: int = typer.Option(1, "--years", help="Years of daily bars, one request per year, newest first."),
-        client_id: int = typer.Option(978, "--client-id", help="API client id of the fetch (free on the gateway)."),
+        client_id: int = typer.Option(978, "--client-id", min=-(2**31), max=2**31 - 1,
+                                      help="API client id of the fetch (free on the gateway; a 32-bit integer)."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Download daily bars through the gateway (IB pacing kept) and merge them into the catalog

@@ -35,7 +35,8 @@ class HealthPolicy(BaseModel):
     probe_timeout_seconds: float = Field(
         default=10.0, gt=0, le=3600, allow_inf_nan=False,
         description="Whole-handshake timeout of one probe, seconds, at most 3600. Default 10.")
-    probe_client_id: int = Field(default=977, ge=0, description="API client id of the probe connection. Default 977.")
+    probe_client_id: int = Field(default=977, ge=0, le=2**31 - 1,
+                                 description="API client id of the probe connection (a 32-bit integer). Default 977.")
     restart_timezone: str = Field(default="America/New_York", description="Timezone of the IBC restart times.")
     daily_restart_time: time | None = Field(
         default=time(23, 45), description="IBC AutoRestartTime (local to restart_timezone); None: no daily window. Default 23:45.")

@@ -53,6 +53,9 @@ if TYPE_CHECKING:
 type HistoryEvent = tuple[str, int | None, Any]
 
 HISTORY_CLIENT_ID = 978
+# The API sends the client id as a 32-bit signed integer; a larger one failed inside ibapi's
+# connection thread and the fetch then hung.
+CLIENT_ID_MIN, CLIENT_ID_MAX = -(2**31), 2**31 - 1
 MAX_YEARS = 50
 REQUEST_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 10.0
@@ -325,6 +328,8 @@ def fetch_daily_bars(instrument_id: str, *, mode: str, years: int, data_dir: Pat
         raise InputError(f"mode must be paper or live (got {mode!r})")
     if not 1 <= years <= MAX_YEARS:
         raise InputError(f"--years must be between 1 and {MAX_YEARS} (got {years})")
+    if not CLIENT_ID_MIN <= client_id <= CLIENT_ID_MAX:
+        raise InputError(f"--client-id must be a 32-bit integer, {CLIENT_ID_MIN} to {CLIENT_ID_MAX} (got {client_id})")
     if bar_spec != DEFAULT_BAR_SPEC:
         raise InputError(f"only daily bars ({DEFAULT_BAR_SPEC}) can be fetched (got {bar_spec})")
     pacer = pacer or Pacer(Path(data_dir) / "ib-pacing.json")

@@ -87,6 +87,7 @@ def test_with_account_changes_only_that_modes_account() -> None:
         ({"ATS_GATEWAY_START_TIMEOUT_SECONDS": "1e9"}, "ATS_GATEWAY_START_TIMEOUT_SECONDS: Input should be less than or equal to 3600"),
         ({"ATS_HEALTH_REMINDER_MINUTES": "1e300"}, "ATS_HEALTH_REMINDER_MINUTES: Input should be less than or equal to 10080"),
         ({"ATS_HEALTH_HISTORY_DAYS": "99999999999"}, "ATS_HEALTH_HISTORY_DAYS: Input should be less than or equal to 3660"),
+        ({"ATS_HEALTH_PROBE_CLIENT_ID": "2147483648"}, "ATS_HEALTH_PROBE_CLIENT_ID: Input should be less than or equal to 2147483647"),
         ({"ATS_GATEWAY_CONTROLLER": "kubernetes"}, "ATS_GATEWAY_CONTROLLER: Input should be 'sim', 'docker' or 'external'"),
         ({"ATS_DATABASE_URL": "mysql://x"}, "ATS_DATABASE_URL: expected an SQLAlchemy URL"),
         ({"ATS_LIVE_RISK_MAX_NOTIONAL": "5"}, "ATS_LIVE_RISK_MAX_NOTIONAL: unknown ats variable; did you mean ATS_LIVE_RISK_MAX_NOTIONAL_PER_ORDER?"),

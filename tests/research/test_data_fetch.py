@@ -114,12 +114,24 @@ def test_no_gateway_is_one_line_and_nothing_written(isolated_env: Path) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["--years", "0"], "--years must be between 1 and 50 (got 0)"),
     (["--years", "51"], "--years must be between 1 and 50 (got 51)"),
+    (["--client-id", "2147483648"], "Invalid value for '--client-id': Input should be less than or equal to 2147483647 (see --help)"),
+    (["--client-id", "-2147483649"],
+     "Invalid value for '--client-id': Input should be greater than or equal to -2147483648 (see --help)"),
 ])
 def test_bad_options_are_refused_before_connecting(isolated_env: Path, args: list[str], message: str) -> None:
     result = _fetch(free_port(), *args)
 
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {message}"]
+
+
+def test_a_client_id_beyond_32_bits_is_refused_before_connecting(tmp_path: Path) -> None:
+    from ats.core.errors import InputError
+    from ats.research.history import fetch_daily_bars
+
+    with pytest.raises(InputError, match=r"--client-id must be a 32-bit integer, -2147483648 to 2147483647 \(got 2147483648\)"):
+        fetch_daily_bars("QQQ.NASDAQ", mode="paper", years=1, data_dir=tmp_path, host="127.0.0.1", port=free_port(),
+                         client_id=2**31)
 
 
 # --- pacing (IB's rules; the clock is a parameter so nothing waits for real) -----------------------
