@@ -107,8 +107,12 @@ def serve_all(settings: Settings | None = None) -> None:
     import threading
 
     from prefect import serve
+    from prefect.settings import PREFECT_API_URL
 
+    from deployments.work_pool import prefect_api_errors
     from flows.gateway_health import resume_watch
 
+    deployments = build_deployments(settings)
     threading.Thread(target=resume_watch, name="resume-gateway-watch", daemon=True).start()
-    serve(*build_deployments(settings))
+    with prefect_api_errors(str(PREFECT_API_URL.value() or "(a temporary local server)")):
+        serve(*deployments)

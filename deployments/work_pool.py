@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -116,10 +118,18 @@ def deploy(pool: str, settings: Settings | None = None, project_dir: Path = PROJ
     from deployments import build_deployments
 
     built = [for_pool(d, pool, project_dir) for d in build_deployments(settings)]
+    with prefect_api_errors(url):
+        return asyncio.run(_deploy(pool, built, str(project_dir.resolve()), start_watch))
+
+
+@contextmanager
+def prefect_api_errors(url: str) -> Iterator[None]:
+    """The Prefect API at ``url`` refusing or not answering, as a one-line :class:`DeployError`
+    (``ats deploy`` and ``ats serve``; httpx's traceback otherwise)."""
     import httpx
 
     try:
-        return asyncio.run(_deploy(pool, built, str(project_dir.resolve()), start_watch))
+        yield
     except httpx.HTTPStatusError as exc:
         if exc.response.status_code == 401:
             raise DeployError(f"the Prefect API at {url} refused the credentials: set PREFECT_API_AUTH_STRING "

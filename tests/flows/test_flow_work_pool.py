@@ -263,6 +263,18 @@ def test_server_refuses_a_port_out_of_range_in_one_line(port: str) -> None:
     assert done.stderr.count("\n") == 1 and "Invalid value for '--port'" in done.stderr, done.stderr
 
 
+def test_serve_without_a_prefect_server_is_one_line_as_deploy(tmp_path: Path) -> None:
+    from support import refused_port, run_ats
+
+    url = f"http://127.0.0.1:{refused_port()}/api"
+
+    served = run_ats("serve", env={"PREFECT_API_URL": url})
+
+    assert served.returncode == 1
+    assert served.stderr.splitlines() == [
+        f"error: the Prefect API at {url} does not answer (ConnectError): is the Prefect server up?"]
+
+
 def test_deploy_with_a_wrong_auth_string_is_one_line(pool_server: dict) -> None:
     env = {**pool_server["env"], "PREFECT_API_AUTH_STRING": "ats:wrong"}
 

@@ -31,7 +31,8 @@ RANKS = {
     "ats.research": 4, "ats.gateway": 5, "ats.trading": 6,
     "tasks": 7.0, "flows": 7.1, "deployments": 7.2, "ats.cli": 8,
 }
-ENTRY_POINTS = {"ats", "ats.__main__", "ats.paper", "ats.live", "ats.ibsim.__main__", "ats.cli.__main__"}
+ENTRY_POINTS = {"ats", "ats.__main__", "ats.paper", "ats.live", "ats.ibsim.__main__", "ats.cli.__main__",
+                "deployments.__main__"}
 
 
 def _modules() -> dict[str, Path]:
