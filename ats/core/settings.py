@@ -483,8 +483,16 @@ def known_env_names() -> list[str]:
 def _read_dotenv_keys(path: Path) -> list[str]:
     if not path.is_file():
         return []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:  # pydantic-settings would fail on it too, with a traceback
+        where = exc.object[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path.absolute()}: line {where} is not UTF-8 text ({exc.reason}): "
+                          "save the .env file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path.absolute()}: cannot read the .env file ({exc.strerror or exc})") from None
     keys = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue

@@ -206,6 +206,16 @@ def test_unknown_variable_in_dotenv_is_refused(tmp_path: Path) -> None:
         load_settings({}, dotenv)
 
 
+def test_a_dotenv_that_is_not_utf8_is_one_line_naming_it(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes("ATS_OPERATOR=alice\nNOTE=café\n".encode("latin-1"))
+
+    result = run_ats("config", "show", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: {tmp_path / '.env'}: line 2 is not UTF-8 text (invalid continuation byte): save the .env file as UTF-8"]
+
+
 @pytest.mark.parametrize(("account", "masked"), [("U1234567", "U***4567"), ("DU7654321", "DU***4321"), (None, "(not set)")])
 def test_mask_account(account: str | None, masked: str) -> None:
     assert mask_account(account) == masked
