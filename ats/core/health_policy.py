@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAY_NAMES: tuple[str, ...] = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 class HealthPolicy(BaseModel):
@@ -63,10 +64,12 @@ class HealthPolicy(BaseModel):
 
     @field_validator("weekly_restart_day", mode="before")
     @classmethod
-    def _day(cls, value: object) -> str | None:
+    def _day(cls, value: object) -> object:
+        # mon…sun, or the day's full name; anything else is refused as given ("funday", not "fun").
         if value in ("", None):
             return None
-        return str(value).strip().lower()[:3]
+        day = str(value).strip().lower()
+        return day[:3] if day in _WEEKDAYS or day in _DAY_NAMES else value
 
     @field_validator("daily_restart_time", mode="before")
     @classmethod

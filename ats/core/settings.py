@@ -333,9 +333,8 @@ class Settings(BaseSettings):
         for path in (value, *value.absolute().parents):
             if path.exists():
                 if not path.is_dir():
-                    which = "is" if path == value else f"is under {path}, which is"
-                    raise ValueError(f"{value} {which} a file, not a directory: point it at a directory "
-                                     "(created if missing)")
+                    which = "a file" if path == value else f"under a file ({path})"
+                    raise ValueError(f"expected a directory (created if missing), not {which}")
                 break
         return value
 
@@ -543,7 +542,9 @@ def _one_line(exc: ValidationError) -> str:
     value = error.get("input")
     # Account ids, secrets and URLs that may carry a password are never echoed.
     shown = "account" not in field and field not in SECRET_FIELDS and field != "database_url"
-    if isinstance(value, str) and (len(value) > 80 or repr(value) in message):  # say what is wrong with it, once, not all of it
+    # Say what is wrong with it, once, not all of it: a long value, one the message already quotes,
+    # or a message that already says what it got.
+    if isinstance(value, str) and (len(value) > 80 or repr(value) in message) or "(got " in message:
         shown = False
     got = f" (got {value!r})" if isinstance(value, (str, int, float)) and shown else ""
     if error.get("type") == "extra_forbidden":

@@ -109,6 +109,7 @@ def test_with_account_changes_only_that_modes_account() -> None:
         # The audit log's actor column holds 200 characters (PostgreSQL enforces it):
         ({"ATS_OPERATOR": "a" * 201}, "ATS_OPERATOR: expected at most 200 characters (the audit log's actor), got 201"),
         ({"ATS_OPERATOR": "  "}, "ATS_OPERATOR: expected who is acting, e.g. alice@desk (got an empty name)"),
+        ({"ATS_OPERATOR": ""}, "ATS_OPERATOR: expected who is acting, e.g. alice@desk (got an empty name)"),
         ({"ATS_OPERATOR": "alice\nbob"}, "ATS_OPERATOR: expected who is acting, without control characters"),
         # A URL SQLAlchemy would give a driver that is not installed (psycopg2 for postgresql://):
         ({"ATS_DATABASE_URL": "postgresql://ats:pa55@127.0.0.1/ats"},
@@ -126,7 +127,7 @@ def test_bad_value_is_refused_naming_the_variable(env: dict[str, str], expected:
     assert "\n" not in str(excinfo.value)
 
 
-@pytest.mark.parametrize(("below", "says"), [("", "is"), ("sub", "is under {afile}, which is")])
+@pytest.mark.parametrize(("below", "says"), [("", "a file"), ("sub", "under a file ({afile})")])
 def test_a_data_dir_that_is_or_is_under_a_file_is_refused(tmp_path: Path, below: str, says: str) -> None:
     afile = tmp_path / "afile"
     afile.write_text("")
@@ -135,9 +136,24 @@ def test_a_data_dir_that_is_or_is_under_a_file_is_refused(tmp_path: Path, below:
     with pytest.raises(ConfigError) as excinfo:
         load_settings({"ATS_DATA_DIR": str(data_dir)})
 
-    assert str(excinfo.value).startswith(
-        f"ATS_DATA_DIR: {data_dir} {says.format(afile=afile)} a file, not a directory: point it at a directory "
-        "(created if missing)")
+    assert str(excinfo.value) == (f"ATS_DATA_DIR: expected a directory (created if missing), not "
+                                  f"{says.format(afile=afile)} (got {str(data_dir)!r})")
+
+
+@pytest.mark.parametrize(("env", "line"), [
+    ({"ATS_OPERATOR": ""}, "ATS_OPERATOR: expected who is acting, e.g. alice@desk (got an empty name)"),
+    ({"ATS_HEALTH_WEEKLY_RESTART_DAY": "funday"},
+     "ATS_HEALTH_WEEKLY_RESTART_DAY: Input should be 'mon', 'tue', 'wed', 'thu', 'fri', 'sat' or 'sun' (got 'funday')"),
+])
+def test_a_refusal_says_what_it_got_once_as_given(env: dict[str, str], line: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings(env)
+
+    assert str(excinfo.value) == line
+
+
+def test_a_weekly_restart_day_may_be_written_in_full() -> None:
+    assert load_settings({"ATS_HEALTH_WEEKLY_RESTART_DAY": "Saturday"}).health.weekly_restart_day == "sat"
 
 
 def test_operator_of_200_characters_is_accepted() -> None:
