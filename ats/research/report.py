@@ -135,17 +135,18 @@ svg text {{ font-size: 11px; fill: #555; }} .grid {{ stroke: #ddd; stroke-width:
 
 def check_output_path(path: str | Path, option: str) -> None:
     """Refuse a page path (``--report``, ``--heatmap``) that cannot be written, before the work
-    that fills it runs: a directory, or a parent that is missing, a file or not writable."""
+    that fills it runs: a directory, a path under a file, or one whose nearest existing
+    directory is not writable (missing directories are created when the page is written)."""
     from ats.core.errors import InputError
 
     target = Path(path)
     if target.is_dir():
         raise InputError(f"{option} {path}: is a directory; give a file name like {option.lstrip('-')}.html")
-    parent = target.parent if str(target.parent) else Path(".")
-    if parent.exists() and not parent.is_dir():
-        raise InputError(f"{option} {path}: {parent} is a file, not a directory; give a path in a directory")
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise InputError(f"{option} {path}: directory {parent} does not exist or is not writable")
+    existing = next(p for p in target.absolute().parents if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"{option} {path}: {existing} is a file, not a directory; give a path in a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {path}: directory {existing} is not writable")
 
 
 def _write_whole(target: Path, text: str) -> None:

@@ -64,6 +64,16 @@ def test_ladder_run_refuses_a_report_path_it_cannot_write_before_running(
     assert ladder.latest_verdict("backtest", "ibs_reversion", "QQQ.NASDAQ", store=open_store()) is None
 
 
+def test_ladder_run_creates_the_missing_directories_of_its_report(isolated_env: Path) -> None:
+    report = isolated_env.parent / "reports" / "2026" / "bt.html"
+
+    result = run_ats("ladder", "run", "--strategy", "ibs_reversion", "--instrument", "QQQ.NASDAQ", *RANGE,
+                     "--report", str(report))
+
+    assert result.returncode == 0, result.stderr
+    assert "<svg" in report.read_text()
+
+
 def test_ladder_run_fails_with_exit_1_when_the_thresholds_are_not_met(isolated_env: Path) -> None:
     result = run_ats("ladder", "run", "--strategy", "ibs_reversion", "--instrument", "QQQ.NASDAQ", *RANGE,
                      env={"ATS_LADDER_MIN_TRADES": "100000"})
