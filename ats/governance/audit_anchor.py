@@ -78,12 +78,9 @@ def _load(path: Path) -> dict[str, Any]:
     return data
 
 
-def read_anchor(store_id: str, path: Path | None = None) -> Anchor | None:
-    """The anchored head of store ``store_id``, or ``None`` when this file never anchored it."""
-    path = path or anchor_path()
-    entry = _load(path)["stores"].get(store_id)
-    if entry is None:
-        return None
+def _anchor_of(store_id: str, entry: object, path: Path) -> Anchor:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{ANCHOR_VARIABLE}: {path}: the entry of store {store_id} is malformed")
     try:
         return Anchor(store_id=store_id, seq=int(entry["seq"]), hash=str(entry["hash"]),
                       hmac=entry.get("hmac"), keyed_from=entry.get("keyed_from"), at=str(entry.get("at", "")),
@@ -92,21 +89,50 @@ def read_anchor(store_id: str, path: Path | None = None) -> Anchor | None:
         raise ConfigError(f"{ANCHOR_VARIABLE}: {path}: the entry of store {store_id} is malformed") from None
 
 
+def read_anchor(store_id: str, path: Path | None = None) -> Anchor | None:
+    """The anchored head of store ``store_id``, or ``None`` when this file never anchored it."""
+    path = path or anchor_path()
+    entry = _load(path)["stores"].get(store_id)
+    return None if entry is None else _anchor_of(store_id, entry, path)
+
+
 def anchors_of_store(label: str, path: Path | None = None) -> list[Anchor]:
     """Every head the file anchors for the database ``label`` (its URL without password), under
     whatever store id; normally one."""
     path = path or anchor_path()
     stores = _load(path)["stores"]
-    return [anchor for store_id, entry in stores.items()
-            if isinstance(entry, dict) and entry.get("store") == label
-            and (anchor := read_anchor(store_id, path)) is not None]
+    return [_anchor_of(store_id, entry, path) for store_id, entry in stores.items()
+            if isinstance(entry, dict) and entry.get("store") == label]
+
+
+_PARSED: dict[Path, tuple[int, ...]] = {}  # anchor files that parsed, by (device, inode, size, mtime, ctime)
+
+
+def _identity(path: Path) -> tuple[int, ...] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 def check_writable(path: Path) -> None:
     """Raise :class:`ConfigError` unless :func:`record` can write ``path``: an append checks this
     *before* its transaction commits, so a bad anchor file refuses the change instead of
-    reporting an error about a change already made."""
-    _load(path)  # readable, and an anchor file (or not there yet)
+    reporting an error about a change already made.
+
+    Every audit append calls this, so the file is parsed only when it is not the one that last
+    parsed or that :func:`record` last wrote (device, inode, size, modification and change
+    times); :func:`record` parses it again under its lock anyway.
+    """
+    try:
+        identity = _identity(path)
+    except OSError as exc:
+        raise ConfigError(f"{ANCHOR_VARIABLE}: cannot read {path}: {exc.strerror or exc}") from None
+    if identity is None or _PARSED.get(path) != identity:
+        _load(path)  # readable, and an anchor file (or not there yet)
+        if identity is not None:
+            _PARSED[path] = identity
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
@@ -144,6 +170,8 @@ def record(anchor: Anchor, path: Path | None = None) -> bool:
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
+            if (written := _identity(path)) is not None:  # under the lock: the file just written
+                _PARSED[path] = written
             return True
         finally:
             os.close(lock)  # releases the lock

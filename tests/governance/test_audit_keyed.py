@@ -369,6 +369,20 @@ def test_an_unusable_anchor_file_refuses_the_change_before_it_is_made(isolated_e
     assert approvals.current_approvals(store=open_store()) == []
 
 
+def test_an_anchor_file_broken_between_appends_of_one_process_refuses_the_next(isolated_env: Path,
+                                                                               sqlite_url: str) -> None:
+    # Arrange: appends that wrote and checked the anchor file, then the file overwritten.
+    store = open_store(sqlite_url)
+    _fill(store, 2)
+    anchor_file = Path(os.environ["ATS_AUDIT_ANCHOR_FILE"])
+    anchor_file.write_text("{not json")
+
+    # Act / Assert: the next append is refused before it is made.
+    with pytest.raises(ConfigError, match="is not an ats audit anchor file"), store.write() as conn:
+        audit.append_in(conn, "a", "test.after_break", "s")
+    assert audit.count(store) == 2
+
+
 def test_a_rolled_back_append_does_not_move_the_anchor(sqlite_url: str) -> None:
     store = open_store(sqlite_url)
     _fill(store, 2)
