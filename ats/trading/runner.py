@@ -166,6 +166,7 @@ def run_session(request: SessionRequest, settings: Settings, store: Store, *,
             from ats.store.engine import WRITE_LOCK_TIMEOUT_S
 
             guard.wait_for_halt_record(WRITE_LOCK_TIMEOUT_S + 5.0)
+            guard.recorder.close(WRITE_LOCK_TIMEOUT_S + 5.0)  # the last bars and snapshot, before the end
         _dispose(node)  # closes the node's loop, and with it the node's signal handlers
         with _signals_held(outer_handlers):  # …so a signal now waits until the session row is finished
             if guard is not None and guard.trading_since is not None:

@@ -5,11 +5,20 @@ after the decision it triggered); every :data:`SNAPSHOT_INTERVAL_S` the node's s
 connection, trading state, positions, PnL, order counts, time left — is written to the store
 (``ats sessions watch``) and kept for the flow run's artifacts.  A store failure halts the
 session; any other telemetry failure never takes it down.
+
+The node's state is read where the node runs; the rows are written by one writer thread, in
+the order they were taken.  A store slow to grant its write lock (another writer holding it, up
+to the store's lock timeout) therefore never holds up the node's loop — its orders, its kill
+switch, its halt's cancels.  The session's end is recorded only after the writer has written
+everything queued (:meth:`SessionTelemetry.close`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import queue
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +49,36 @@ class SessionTelemetry:
         self.last_bar: dict[str, str] = {}
         self.latest: dict[str, Any] | None = None  # the last snapshot (any thread may read it)
         self.seq = 0  # bumped with each snapshot
+        # The rows to write, in order; ``None`` ends the writer.
+        self._queue: queue.SimpleQueue[tuple[str, Callable[[], None]] | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_in_order, name="ats-telemetry-writer", daemon=True)
+        self._writer.start()
+        self._failed = False  # a write failed: the session halts, nothing more is written
+
+    def _write_in_order(self) -> None:
+        while (item := self._queue.get()) is not None:
+            what, write = item
+            if self._failed:
+                continue
+            try:
+                write()
+            except StoreError as exc:
+                self._failed = True
+                self._report_failure(f"store unavailable while {what}: {exc}")
+            except Exception:  # noqa: BLE001 - telemetry must never take the session down
+                pass
+
+    def _report_failure(self, reason: str) -> None:
+        """The halt runs on the node's loop; once the loop has closed, the session has ended."""
+        with contextlib.suppress(RuntimeError):
+            self.node.kernel.loop.call_soon_threadsafe(self.on_store_failure, reason)
+
+    def close(self, timeout: float) -> bool:
+        """Write what is queued (waiting at most ``timeout`` s), then end the writer; True when
+        everything queued was written or given up on a store failure."""
+        self._queue.put(None)
+        self._writer.join(timeout)
+        return not self._writer.is_alive()
 
     def record_bar(self, bar: Bar) -> None:
         from ats.governance.sessions import record_bar
@@ -47,12 +86,10 @@ class SessionTelemetry:
         instrument = str(bar.bar_type.instrument_id)
         ts = iso_ns(bar.ts_event)
         self.last_bar[instrument] = ts
-        try:
-            record_bar(self.session_id, instrument, str(bar.bar_type), ts,
-                       (float(bar.open), float(bar.high), float(bar.low), float(bar.close), float(bar.volume)),
-                       store=self.store)
-        except StoreError as exc:
-            self.on_store_failure(f"store unavailable while recording a bar: {exc}")
+        ohlcv = (float(bar.open), float(bar.high), float(bar.low), float(bar.close), float(bar.volume))
+        bar_type = str(bar.bar_type)
+        self._queue.put(("recording a bar",
+                         lambda: record_bar(self.session_id, instrument, bar_type, ts, ohlcv, store=self.store)))
 
     def read(self, stop_at: dt.datetime | None, trading_since: dt.datetime | None) -> dict[str, Any]:
         """The node's state now (raises if the node cannot tell)."""
@@ -91,13 +128,12 @@ class SessionTelemetry:
 
         try:
             telemetry = self.read(stop_at, trading_since)
-            self.latest = telemetry
-            self.seq += 1
-            record_snapshot(self.session_id, telemetry, store=self.store)
-        except StoreError as exc:
-            self.on_store_failure(f"store unavailable while writing telemetry: {exc}")
         except Exception:  # noqa: BLE001 - telemetry must never take the session down
-            pass
+            return
+        self.latest = telemetry
+        self.seq += 1
+        self._queue.put(("writing telemetry",
+                         lambda: record_snapshot(self.session_id, telemetry, store=self.store)))
 
 
 def iso_ns(ns: int) -> str:

@@ -11,7 +11,7 @@ from ats.core.alert_sink import AlertEndpoint
 from ats.core.errors import KillLatched
 from ats.core.sleeves import Sleeve
 from ats.governance import audit, killswitch
-from ats.governance.sessions import get_session, session_detail
+from ats.governance.sessions import get_session, last_snapshot, session_detail
 from ats.store import open_store
 from ats.trading.gates import check_gates
 from ats.trading.runner import SessionRequest
@@ -195,8 +195,8 @@ def test_revoking_the_approval_of_a_running_live_sleeve_halts_the_session(sim_fa
 def test_a_kill_cancels_at_the_broker_while_another_writer_holds_the_store(
         sim_factory, isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Arrange: a limit order open at the broker; then another process's connection takes the
-    # SQLite store's write lock and keeps it. (The session's periodic snapshot, a write on the
-    # node's loop, is put off for the test: only the halt's own record is under test here.)
+    # SQLite store's write lock and keeps it, and a telemetry snapshot is taken meanwhile (its
+    # write waits for the lock; snapshots every 0.1 s for the test).
     import sqlite3
 
     from sqlalchemy import make_url
@@ -204,7 +204,7 @@ def test_a_kill_cancels_at_the_broker_while_another_writer_holds_the_store(
     from ats.governance import kill_wire
     from ats.trading import supervisor
 
-    monkeypatch.setattr(supervisor, "SNAPSHOT_INTERVAL_S", 3600.0)
+    monkeypatch.setattr(supervisor, "SNAPSHOT_INTERVAL_S", 0.1)
     sim = sim_factory(mode="paper", clock="manual", start="2024-06-03")
     settings = session_settings(sim, isolated_env)
     request = SessionRequest("paper", [Sleeve("order_check", "QQQ.NASDAQ", "1-DAY-LAST",
@@ -218,6 +218,8 @@ def test_a_kill_cancels_at_the_broker_while_another_writer_holds_the_store(
         holder = sqlite3.connect(database, timeout=60, isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")
         try:
+            taken = guard.recorder.seq
+            wait_until(lambda: guard.recorder.seq >= taken + 2, what="a snapshot taken while the store is locked")
             kill_wire.send(killswitch.store_key_of(guard.store), ["paper"],
                            {"kind": "kill", "modes": ["paper"], "session": None, "reason": "store busy",
                             "actor": "test"})
@@ -232,10 +234,13 @@ def test_a_kill_cancels_at_the_broker_while_another_writer_holds_the_store(
     driven = drive_session(sim, settings, request, days=1, during=kill_while_the_store_is_locked, stop=False,
                            settle=False)
 
-    # Assert: cancelled before the halt could be recorded; recorded once the lock was free.
+    # Assert: cancelled before the halt (or the snapshots) could be recorded; recorded once the
+    # lock was free, the last snapshot before the session's end.
     outcome = driven.outcome
     assert seen["halted_rows_while_locked"] == []
     assert [r["kind"] for r in sim.ledger] == ["place", "cancel"]
     assert (outcome.status, outcome.reason) == ("killed", "kill switch by test: store busy")
     actions = [r.action for r in audit.list_rows(store=driven.store, limit=1000)]
     assert actions.index("session.halted") < actions.index("session.killed")
+    last = last_snapshot(outcome.session_id, store=driven.store)
+    assert last is not None and last["trading_state"] == "HALTED" and last["open_orders"] == 0
