@@ -64,14 +64,11 @@ def revoke_live(
 def _say_which_live_session_halts(store: Store) -> None:
     """A running live session that trades a revoked set halts on it (it reads its approvals every
     second): say so, so the operator knows what the revocation did."""
-    from ats.core.sleeves import Sleeve
     from ats.governance import approvals
     from ats.governance.sessions import running_sessions
 
     for record in running_sessions("live", store=store):
-        sleeves = [Sleeve(s["strategy"], s["instrument"], s.get("bar_spec") or "1-DAY-LAST", s.get("params") or {})
-                   for s in record.sleeves]
-        revoked = approvals.revocation_among(sleeves, store=store)
+        revoked = approvals.revocation_among(record.sleeve_list(), store=store)
         if revoked is not None:
             console.print(f"the running live session {record.id} trades it: it halts within a second "
                           "(trading HALTED, open orders cancelled, node stopped)", highlight=False, markup=False)

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ats.core.errors import GateRefused, InputError, StoreError
 from ats.core.settings import Mode
-from ats.core.sleeves import Sleeve
+from ats.core.sleeves import DEFAULT_BAR_SPEC, Sleeve
 from ats.governance import audit
 from ats.store import Store, open_store, utcnow_iso
 from ats.store.models import session_bars, session_orders, session_snapshots, sessions
@@ -50,6 +50,11 @@ class SessionRecord:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def sleeve_list(self) -> list[Sleeve]:
+        """The sleeves it traded (the stored dicts without the strategy fingerprint)."""
+        return [Sleeve(s["strategy"], s["instrument"], s.get("bar_spec") or DEFAULT_BAR_SPEC, s.get("params") or {})
+                for s in self.sleeves]
 
 
 def _record(row: Row[Any]) -> SessionRecord:
@@ -225,14 +230,17 @@ def record_bar(session_id: str, instrument: str, bar_type: str, ts_event: str, o
             open=o, high=h, low=low, close=c, volume=v))
 
 
+_INSERT_ORDER_EVENT = session_orders.insert()  # built once: on the path every order takes
+
+
 def record_order_event(conn: Connection, session_id: str, event: str, *, client_order_id: str, instrument: str,
                        side: str, quantity: float, price: float | None = None, bar_date: str | None = None,
                        details: dict[str, Any] | None = None) -> None:
     """Insert one order event inside an open write transaction (with its audit row)."""
-    conn.execute(session_orders.insert().values(
-        session_id=session_id, ts=utcnow_iso(), event=event, client_order_id=client_order_id,
-        instrument=instrument, side=side, quantity=quantity, price=price, bar_date=bar_date,
-        details=audit.canonical_json(details or {})))
+    conn.execute(_INSERT_ORDER_EVENT, {
+        "session_id": session_id, "ts": utcnow_iso(), "event": event, "client_order_id": client_order_id,
+        "instrument": instrument, "side": side, "quantity": quantity, "price": price, "bar_date": bar_date,
+        "details": audit.canonical_json(details or {})})
 
 
 def last_snapshot(session_id: str, *, store: Store) -> dict[str, Any] | None:
