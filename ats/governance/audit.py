@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from ats.core.canonical import JSONObject, canonical_json  # audit.canonical_json: the form rows are hashed in
 from ats.core.errors import AuditChainBroken, ConfigError, StoreError
@@ -91,8 +91,17 @@ class Head:
     key_id: str | None
 
 
+# The append's statements, built once: building a SQLAlchemy statement per row (its values
+# coerced, its cache key generated) cost as much as the durable commit.
+_READ_HEAD = select(audit_head).where(audit_head.c.id == 1)
+_INSERT_ROW = audit_log.insert()
+_MOVE_HEAD = update(audit_head).where(audit_head.c.id == 1).values(seq=bindparam("new_seq"),
+                                                                    hash=bindparam("new_hash"))
+_MOVE_HEAD_KEYING = _MOVE_HEAD.values(key_id=bindparam("new_key_id"))
+
+
 def read_head(conn: Connection) -> Head:
-    row = conn.execute(select(audit_head).where(audit_head.c.id == 1)).one()
+    row = conn.execute(_READ_HEAD).one()
     return Head(row.seq, row.hash, row.store_id or "", row.keyed_from or 1, row.key_id)
 
 
@@ -125,13 +134,12 @@ def append_in(conn: Connection, actor: str, action: str, subject: str,
     body = canonical_json({} if payload is None else payload)
     digest = row_hash(seq, ts, actor, action, subject, body, prev)
     seal = key.seal(head.store_id, digest)
-    conn.execute(audit_log.insert().values(
-        seq=seq, ts=ts, actor=actor, action=action, subject=subject, payload=body,
-        prev_hash=prev, hash=digest, hmac=seal))
-    values: dict[str, Any] = {"seq": seq, "hash": digest}
+    conn.execute(_INSERT_ROW, {"seq": seq, "ts": ts, "actor": actor, "action": action, "subject": subject,
+                               "payload": body, "prev_hash": prev, "hash": digest, "hmac": seal})
     if head.key_id is None:
-        values["key_id"] = key.key_id
-    conn.execute(update(audit_head).where(audit_head.c.id == 1).values(**values))
+        conn.execute(_MOVE_HEAD_KEYING, {"new_seq": seq, "new_hash": digest, "new_key_id": key.key_id})
+    else:
+        conn.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": digest})
     anchor = Anchor(head.store_id, seq, digest, seal, head.keyed_from, ts, _store_label(conn))
     on_commit(conn, "audit-anchor", lambda: audit_anchor.record(anchor, path))
     return AuditRow(seq, ts, actor, action, subject, body, prev, digest, seal)
