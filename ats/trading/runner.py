@@ -166,7 +166,8 @@ def run_session(request: SessionRequest, settings: Settings, store: Store, *,
             from ats.store.engine import WRITE_LOCK_TIMEOUT_S
 
             guard.wait_for_halt_record(WRITE_LOCK_TIMEOUT_S + 5.0)
-            guard.recorder.close(WRITE_LOCK_TIMEOUT_S + 5.0)  # the last bars and snapshot, before the end
+            # The last bars and snapshot, before the end; a failure to write them is the session's.
+            status, reason = _telemetry_written(guard, WRITE_LOCK_TIMEOUT_S + 5.0, status, reason)
         _dispose(node)  # closes the node's loop, and with it the node's signal handlers
         with _signals_held(outer_handlers):  # …so a signal now waits until the session row is finished
             if guard is not None and guard.trading_since is not None:
@@ -186,6 +187,21 @@ def run_session(request: SessionRequest, settings: Settings, store: Store, *,
     _notify(settings, "session_ended", request.mode, record.id, status, reason,
             {"realised PnL": summary.get("realized_pnl"), "orders": summary.get("orders")})
     return SessionOutcome(record.id, request.mode, status, reason, summary)
+
+
+def _telemetry_written(guard: SessionGuard, timeout: float, status: str, reason: str) -> tuple[str, str]:
+    """Wait for the session's telemetry writer to write what is queued (its last bars and
+    snapshot), then end it.  A write that failed after the node's loop stopped — too late for
+    the halt it schedules there — or a writer still busy after ``timeout`` s is said in the
+    session's outcome, and a stop is then no longer a clean one."""
+    recorder = guard.recorder
+    if not recorder.close(timeout):
+        problem = f"the session's last bars or snapshot were not written within {timeout:g} s"
+    elif recorder.failure is not None and recorder.failure not in reason:
+        problem = recorder.failure
+    else:
+        return status, reason
+    return ("error" if status == "stopped" else status), f"{reason}; then {problem}"
 
 
 def _approvals_stand_at_start(gates: Gates, session_id: str, plan: NodePlan, store: Store, node: TradingNode,

@@ -124,6 +124,8 @@ class SessionGuard:
         return self._stopping
 
     def _store_failed(self, reason: str) -> None:
+        if self.phase == "ended":
+            return  # the node's run is over; the runner says the failure in the session's outcome
         self.halt("error", reason, audit_ok=False)
 
     # Wiring ------------------------------------------------------------------------------

@@ -52,19 +52,23 @@ class SessionTelemetry:
         # The rows to write, in order; ``None`` ends the writer.
         self._queue: queue.SimpleQueue[tuple[str, Callable[[], None]] | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_in_order, name="ats-telemetry-writer", daemon=True)
-        self._writer.start()
         self._failed = False  # a write failed: the session halts, nothing more is written
+        self._abandoned = False  # close() gave up waiting: nothing more is written
+        #: Why a write failed (the store's error), once one did.
+        self.failure: str | None = None
+        self._writer.start()
 
     def _write_in_order(self) -> None:
         while (item := self._queue.get()) is not None:
             what, write = item
-            if self._failed:
+            if self._failed or self._abandoned:
                 continue
             try:
                 write()
             except StoreError as exc:
                 self._failed = True
-                self._report_failure(f"store unavailable while {what}: {exc}")
+                self.failure = f"store unavailable while {what}: {exc}"
+                self._report_failure(self.failure)
             except Exception:  # noqa: BLE001 - telemetry must never take the session down
                 pass
 
@@ -75,10 +79,15 @@ class SessionTelemetry:
 
     def close(self, timeout: float) -> bool:
         """Write what is queued (waiting at most ``timeout`` s), then end the writer; True when
-        everything queued was written or given up on a store failure."""
+        everything queued was written or given up on a store failure (:attr:`failure` says
+        which).  False when the writer was still writing after ``timeout``: what it has not
+        begun is then dropped, never written after the session's end is recorded."""
         self._queue.put(None)
         self._writer.join(timeout)
-        return not self._writer.is_alive()
+        if self._writer.is_alive():
+            self._abandoned = True
+            return False
+        return True
 
     def record_bar(self, bar: Bar) -> None:
         from ats.governance.sessions import record_bar

@@ -244,3 +244,39 @@ def test_a_kill_cancels_at_the_broker_while_another_writer_holds_the_store(
     assert actions.index("session.halted") < actions.index("session.killed")
     last = last_snapshot(outcome.session_id, store=driven.store)
     assert last is not None and last["trading_state"] == "HALTED" and last["open_orders"] == 0
+
+
+def test_a_store_failure_on_the_last_snapshot_ends_the_session_in_error(
+        sim_factory, isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Arrange: the snapshot taken as the node stops cannot be written — the store keeps its
+    # write lock a while, then refuses — so the failure arrives after the node's loop ended.
+    import time
+
+    from ats.core.errors import StoreError
+    from ats.governance import sessions
+    from ats.trading import supervisor
+
+    monkeypatch.setattr(supervisor, "SNAPSHOT_INTERVAL_S", 3600.0)  # the first and the last only
+    written: list[dict] = []
+    real_record_snapshot = sessions.record_snapshot
+
+    def record_snapshot(session_id: str, payload: dict, *, store) -> None:  # noqa: ANN001
+        if written:
+            time.sleep(1.0)
+            raise StoreError("store write failed: database is locked")
+        written.append(payload)
+        real_record_snapshot(session_id, payload, store=store)
+
+    monkeypatch.setattr(sessions, "record_snapshot", record_snapshot)
+    sim = sim_factory(mode="paper", clock="manual", start="2024-06-03")
+    settings = session_settings(sim, isolated_env)
+    request = SessionRequest("paper", [Sleeve("order_check", "QQQ.NASDAQ", "1-DAY-LAST", {"quantities": [1]})])
+
+    # Act
+    driven = drive_session(sim, settings, request, days=1)
+
+    # Assert: not a clean stop; the reason says which write failed.
+    outcome = driven.outcome
+    assert outcome.status == "error", outcome.reason
+    assert "store unavailable while writing telemetry: store write failed: database is locked" in outcome.reason
+    assert get_session(outcome.session_id, store=driven.store).status == "error"
