@@ -56,6 +56,10 @@ class SessionTelemetry:
         self._abandoned = False  # close() gave up waiting: nothing more is written
         #: Why a write failed (the store's error), once one did.
         self.failure: str | None = None
+        # snapshot() runs on the node's loop (the node stopping) and on the clock's timer threads:
+        # one at a time, read and queued together, so the rows are queued in the order they were
+        # read and the last one written is the newest (not a state read before it).
+        self._snapshot_lock = threading.Lock()
         self._writer.start()
 
     def _write_in_order(self) -> None:
@@ -135,14 +139,15 @@ class SessionTelemetry:
     def snapshot(self, stop_at: dt.datetime | None, trading_since: dt.datetime | None) -> None:
         from ats.governance.sessions import record_snapshot
 
-        try:
-            telemetry = self.read(stop_at, trading_since)
-        except Exception:  # noqa: BLE001 - telemetry must never take the session down
-            return
-        self.latest = telemetry
-        self.seq += 1
-        self._queue.put(("writing telemetry",
-                         lambda: record_snapshot(self.session_id, telemetry, store=self.store)))
+        with self._snapshot_lock:
+            try:
+                telemetry = self.read(stop_at, trading_since)
+            except Exception:  # noqa: BLE001 - telemetry must never take the session down
+                return
+            self.latest = telemetry
+            self.seq += 1
+            self._queue.put(("writing telemetry",
+                             lambda: record_snapshot(self.session_id, telemetry, store=self.store)))
 
 
 def iso_ns(ns: int) -> str:
