@@ -165,13 +165,20 @@ def record(anchor: Anchor, path: Path | None = None) -> bool:
             tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
             with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
                 handle.write(text)
+                handle.flush()
+                ours = os.fstat(handle.fileno())
             try:
                 os.replace(tmp, path)
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
-            if (written := _identity(path)) is not None:  # under the lock: the file just written
+            # Known good only if the file now at ``path`` is the one just written: another program
+            # (not an ats writer, so not under the lock) may have replaced it since the rename.
+            written = _identity(path)
+            if written is not None and written[:3] == (ours.st_dev, ours.st_ino, ours.st_size):
                 _PARSED[path] = written
+            else:
+                _PARSED.pop(path, None)
             return True
         finally:
             os.close(lock)  # releases the lock

@@ -383,6 +383,33 @@ def test_an_anchor_file_broken_between_appends_of_one_process_refuses_the_next(i
     assert audit.count(store) == 2
 
 
+def test_an_anchor_file_replaced_just_after_an_append_wrote_it_refuses_the_next(
+        isolated_env: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Arrange: the anchor file replaced by another program (not an ats writer, no lock) in the
+    # instant after an append's anchor write renamed its own file into place.
+    from ats.governance import audit_anchor
+
+    store = open_store(sqlite_url)
+    _fill(store, 1)
+    anchor_file = Path(os.environ["ATS_AUDIT_ANCHOR_FILE"])
+    real_replace = os.replace
+
+    def replace_then_overwritten(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        real_replace(src, dst)
+        broken = anchor_file.with_name("broken.json")
+        broken.write_text("{not json")
+        real_replace(broken, anchor_file)
+
+    monkeypatch.setattr(audit_anchor.os, "replace", replace_then_overwritten)
+    audit.append("a", "test.before_break", "s", store=store)
+    monkeypatch.setattr(audit_anchor.os, "replace", real_replace)
+
+    # Act / Assert: the next append is refused before it is made.
+    with pytest.raises(ConfigError, match="is not an ats audit anchor file"), store.write() as conn:
+        audit.append_in(conn, "a", "test.after_break", "s")
+    assert audit.count(store) == 2
+
+
 def test_a_rolled_back_append_does_not_move_the_anchor(sqlite_url: str) -> None:
     store = open_store(sqlite_url)
     _fill(store, 2)
