@@ -130,7 +130,9 @@ def check_writable(path: Path) -> None:
     except OSError as exc:
         raise ConfigError(f"{ANCHOR_VARIABLE}: cannot read {path}: {exc.strerror or exc}") from None
     if identity is None or _PARSED.get(path) != identity:
-        _load(path)  # readable, and an anchor file (or not there yet)
+        # Readable, an anchor file (or not there yet), and every entry one record() can compare with.
+        for store_id, entry in _load(path)["stores"].items():
+            _anchor_of(store_id, entry, path)
         if identity is not None:
             _PARSED[path] = identity
     try:
@@ -155,7 +157,7 @@ def record(anchor: Anchor, path: Path | None = None) -> bool:
             fcntl.flock(lock, fcntl.LOCK_EX)
             data = _load(path)
             current = data["stores"].get(anchor.store_id)
-            if current is not None and int(current.get("seq", 0)) >= anchor.seq:
+            if current is not None and _anchor_of(anchor.store_id, current, path).seq >= anchor.seq:
                 return False
             entry = anchor.as_dict()
             del entry["store_id"]

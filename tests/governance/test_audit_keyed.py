@@ -410,6 +410,23 @@ def test_an_anchor_file_replaced_just_after_an_append_wrote_it_refuses_the_next(
     assert audit.count(store) == 2
 
 
+def test_an_anchor_file_with_a_malformed_entry_refuses_the_change_before_it_is_made(
+        isolated_env: Path, sqlite_url: str) -> None:
+    # Arrange: the store's entry in the anchor file is not an entry (hand-edited, half restored).
+    store = open_store(sqlite_url)
+    _fill(store, 1)
+    anchor_file = Path(os.environ["ATS_AUDIT_ANCHOR_FILE"])
+    data = json.loads(anchor_file.read_text())
+    (store_id,) = data["stores"]
+    data["stores"][store_id] = 5
+    anchor_file.write_text(json.dumps(data))
+
+    # Act / Assert: refused before the transaction commits, not failing after it.
+    with pytest.raises(ConfigError, match="malformed"), store.write() as conn:
+        audit.append_in(conn, "a", "test.after_break", "s")
+    assert audit.count(store) == 1
+
+
 def test_a_rolled_back_append_does_not_move_the_anchor(sqlite_url: str) -> None:
     store = open_store(sqlite_url)
     _fill(store, 2)
