@@ -26,10 +26,11 @@ import contextlib
 import hashlib
 import hmac as _hmac
 import json
+import math
 from collections.abc import Generator, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from sqlalchemy import Connection, bindparam, func, select, update
 
@@ -219,6 +220,15 @@ def _sealer(secret: bytes, prefix: bytes) -> _Mac:
         return _hmac.new(secret, prefix, "sha256")
 
 
+class _LengthPrefixes(dict[int, str]):
+    """``"<n>:"`` for each length ``n`` asked for, formatted once: formatting the length of each of
+    a row's seven fields was a third of the time spent building its canonical form."""
+
+    def __missing__(self, n: int) -> str:
+        self[n] = prefix = f"{n}:"
+        return prefix
+
+
 def verify_rows(rows: Iterable[tuple], head: tuple[int, str] | None = None, *,
                 key: audit_key.AuditKey | None = None, store_id: str = "",
                 keyed_from: int | None = None, keyed_with: str | None = None) -> VerifyResult:
@@ -234,6 +244,8 @@ def verify_rows(rows: Iterable[tuple], head: tuple[int, str] | None = None, *,
     # AuditKey.seal, with the key's HMAC state prepared once and copied per row: verify walks
     # every row (benchmark target >= 300,000 rows/s).
     sealer = _sealer(key.secret, f"{store_id}:".encode("ascii")) if key is not None else None
+    lp = _LengthPrefixes()
+    first_keyed = keyed_from if keyed_from is not None else math.inf  # no keying recorded: no HMAC checked
     for seq, ts, actor, action, subject, payload, prev_hash, digest, seal in rows:
         if seq != expected_seq:
             if seq > expected_seq:
@@ -241,29 +253,29 @@ def verify_rows(rows: Iterable[tuple], head: tuple[int, str] | None = None, *,
             raise AuditChainBroken(seq, f"sequence out of order (expected {expected_seq})")
         if prev_hash != prev:
             raise AuditChainBroken(seq, "prev_hash does not match the previous row's hash")
-        # canonical_row, inlined (one f-string instead of a generator per row)
+        # canonical_row, inlined: one f-string, each length prefix looked up; prev_hash is prev
+        # here, a SHA-256 hex digest: 64 characters
         seq_text = str(seq)
-        canonical = (f"{len(seq_text)}:{seq_text};{len(ts)}:{ts};{len(actor)}:{actor};{len(action)}:{action};"
-                     f"{len(subject)}:{subject};{len(payload)}:{payload};{len(prev_hash)}:{prev_hash};")
-        if sha256(canonical.encode("utf-8")).hexdigest() != digest:
+        canonical = (f"{lp[len(seq_text)]}{seq_text};{lp[len(ts)]}{ts};{lp[len(actor)]}{actor};"
+                     f"{lp[len(action)]}{action};{lp[len(subject)]}{subject};{lp[len(payload)]}{payload};"
+                     f"64:{prev};")
+        if sha256(canonical.encode()).hexdigest() != digest:
             raise AuditChainBroken(seq, "hash does not match the row's content")
-        if keyed_from is not None and seq < keyed_from and seal:
+        if seq >= first_keyed:
+            if not seal:
+                raise AuditChainBroken(seq, f"row has no HMAC (every row from seq {keyed_from} on is keyed)")
+            if sealer is None:
+                _hmac_mismatch(seq, key, keyed_with)
+            check = sealer.copy()
+            check.update(digest.encode())
+            if seal != check.hexdigest():
+                _hmac_mismatch(seq, key, keyed_with)
+            keyed += 1
+        elif seal and keyed_from is not None:
             # Rows before keying were written before the key existed: an HMAC here means keyed
             # rows were re-labelled as unkeyed (audit_head.keyed_from moved forward).
             raise AuditChainBroken(seq, f"row carries an HMAC but the log says rows are keyed only from seq "
                                         f"{keyed_from}: audit_head was edited")
-        if keyed_from is not None and seq >= keyed_from:
-            if not seal:
-                raise AuditChainBroken(seq, f"row has no HMAC (every row from seq {keyed_from} on is keyed)")
-            check = sealer.copy() if sealer is not None else None
-            if check is not None:
-                check.update(digest.encode("ascii"))
-            if check is None or seal != check.hexdigest():
-                hint = (f" — or {audit_key.KEY_VARIABLE} holds another key (id {key.key_id}, the log says "
-                        f"{keyed_with})" if key is not None and keyed_with and key.key_id != keyed_with else "")
-                raise AuditChainBroken(seq, f"HMAC does not match: the row was written or rewritten without "
-                                            f"the audit key{hint}")
-            keyed += 1
         prev = digest
         expected_seq += 1
     rows_seen = expected_seq - 1
@@ -276,6 +288,13 @@ def verify_rows(rows: Iterable[tuple], head: tuple[int, str] | None = None, *,
         if head_hash != prev:
             raise AuditChainBroken(max(rows_seen, 1), "the last row's hash does not match the head")
     return VerifyResult(rows_seen, prev, keyed, rows_seen - keyed)
+
+
+def _hmac_mismatch(seq: int, key: audit_key.AuditKey | None, keyed_with: str | None) -> NoReturn:
+    hint = (f" — or {audit_key.KEY_VARIABLE} holds another key (id {key.key_id}, the log says "
+            f"{keyed_with})" if key is not None and keyed_with and key.key_id != keyed_with else "")
+    raise AuditChainBroken(seq, f"HMAC does not match: the row was written or rewritten without "
+                                f"the audit key{hint}")
 
 
 def verify(store: Store | None = None, *, upto: int | None = None,
