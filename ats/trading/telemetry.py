@@ -52,9 +52,8 @@ class SessionTelemetry:
         # The rows to write, in order; ``None`` ends the writer.
         self._queue: queue.SimpleQueue[tuple[str, Callable[[], None]] | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_in_order, name="ats-telemetry-writer", daemon=True)
-        self._failed = False  # a write failed: the session halts, nothing more is written
         self._abandoned = False  # close() gave up waiting: nothing more is written
-        #: Why a write failed (the store's error), once one did.
+        #: Why a write failed (the store's error), once one did: the session halts, nothing more is written.
         self.failure: str | None = None
         # snapshot() runs on the node's loop (the node stopping) and on the clock's timer threads:
         # one at a time, read and queued together, so the rows are queued in the order they were
@@ -65,12 +64,11 @@ class SessionTelemetry:
     def _write_in_order(self) -> None:
         while (item := self._queue.get()) is not None:
             what, write = item
-            if self._failed or self._abandoned:
+            if self.failure is not None or self._abandoned:
                 continue
             try:
                 write()
             except StoreError as exc:
-                self._failed = True
                 self.failure = f"store unavailable while {what}: {exc}"
                 self._report_failure(self.failure)
             except Exception:  # noqa: BLE001 - telemetry must never take the session down
