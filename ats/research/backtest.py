@@ -7,10 +7,13 @@ How the simulation is set up, and why:
   fills around D+1's open.  Nautilus would, by default, fill a market order at the close of
   the very bar that triggered it (its bar execution moves the market through O, H, L, C of
   that bar before the strategy sees it).  So here the simulated venue does not execute on
-  bars (``bar_execution=False``); it trades on two ticks per day built from the bars, the
-  open at 09:30 and the close at 16:00 New York time, and the strategy receives bar D just
-  after the D+1 open tick.  An order decided on the *last* bar of the data has no next open:
-  it fills at that bar's close, the last price known.
+  bars (``bar_execution=False``); it trades on ticks built from the bars, each session's open
+  at 09:30 New York time, and the strategy receives bar D just after the D+1 open tick.  An
+  order decided on the *last* bar of the data has no next open: it fills at that bar's close,
+  the last price known (a tick at 16:00 of the last session).  No other session's close is a
+  tick: an order is only ever decided just after an open tick and fills at once against it,
+  so a close tick would move the simulated market where nothing can trade (a third of the
+  engine's data, work whose result nothing reads).
 * **Commissions: IB fixed pricing** (:class:`IbFixedFeeModel`): USD 0.005 per share, at
   least USD 1.00 and at most 1 % of the trade value, per fill (each order fills once here).
 * **Account:** a USD cash account (no leverage, no shorting), ``NETTING`` positions.
@@ -63,7 +66,7 @@ if TYPE_CHECKING:
     # or ``(date, open, high, low, close, volume)`` rows; cells as the caller has them (text, numbers,
     # dates), checked by ``float()`` and :func:`_to_date`.
     type BarsInput = DataFrame | Iterable[Bar] | Iterable[Mapping[str, Any]] | Iterable[Sequence[Any]]
-    # What the engine is fed: two trade ticks per day and the bars themselves.
+    # What the engine is fed: a trade tick per session open (and the last close) and the bars themselves.
     type ExecData = list[Bar | TradeTick]
 
 
@@ -312,15 +315,16 @@ def _build_exec_data(rows: list[_Row], instrument: Instrument, bar_type: BarType
     size = Quantity(_TICK_SIZE, 0)
     data: ExecData = []
     opens = [_session_ns(r.date, SESSION_OPEN) for r in rows]
-    closes = [_session_ns(r.date, SESSION_CLOSE) for r in rows]
+    last_close = _session_ns(rows[-1].date, SESSION_CLOSE)
     n = len(rows)
     for i, row in enumerate(rows):
         o = Price(row.open, precision)
         c = Price(row.close, precision)
         data.append(TradeTick(iid, o, size, AggressorSide.NO_AGGRESSOR, TradeId(f"O{i}"), opens[i], opens[i]))
-        data.append(TradeTick(iid, c, size, AggressorSide.NO_AGGRESSOR, TradeId(f"C{i}"), closes[i], closes[i]))
+        if i == n - 1:  # the last session's close: the price an order decided on the last bar fills at
+            data.append(TradeTick(iid, c, size, AggressorSide.NO_AGGRESSOR, TradeId(f"C{i}"), last_close, last_close))
         # Bar i reaches the strategy just after the next session's open tick (see module doc).
-        delivered = (opens[i + 1] if i + 1 < n else closes[i]) + 1
+        delivered = (opens[i + 1] if i + 1 < n else last_close) + 1
         ts_event = int(datetime(row.date.year, row.date.month, row.date.day, tzinfo=UTC).timestamp()) * 10**9
         data.append(Bar(bar_type, o, Price(row.high, precision), Price(row.low, precision), c,
                         Quantity(round(row.volume), 0), ts_event, delivered))
