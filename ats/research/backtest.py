@@ -51,9 +51,11 @@ if TYPE_CHECKING:
 
     from nautilus_trader.backtest.engine import BacktestEngine
     from nautilus_trader.backtest.models import FeeModel
+    from nautilus_trader.cache.cache import Cache
     from nautilus_trader.common.events import TimeEvent
     from nautilus_trader.model.data import Bar, BarType, TradeTick
-    from nautilus_trader.model.identifiers import InstrumentId
+    from nautilus_trader.model.events import PositionEvent
+    from nautilus_trader.model.identifiers import InstrumentId, PositionId
     from nautilus_trader.model.instruments import Instrument
     from nautilus_trader.model.objects import Money, Price, Quantity
     from nautilus_trader.model.orders import Order
@@ -95,7 +97,6 @@ NEW_YORK = ZoneInfo("America/New_York")
 SESSION_OPEN = time(9, 30)
 SESSION_CLOSE = time(16, 0)
 TRADING_DAYS_PER_YEAR = 252
-_PURGE_INTERVAL_MINS = 24 * 60  # closed positions leave the engine's cache once a day (see Backtester)
 _TICK_SIZE = 10**9  # the execution ticks carry ample size: our orders are tiny against a day's volume
 
 
@@ -402,6 +403,7 @@ class Backtester:
         self._data_key = None if source is None else (source, first, last)
         self._data: ExecData | None = None
         self._engine: BacktestEngine | None = None
+        self._purger = _ClosedPositionPurger()
 
     def run(self, params: dict[str, Any] | str | None = None,
             restarts: Sequence[date | str] = ()) -> BacktestResult:
@@ -437,6 +439,7 @@ class Backtester:
                     for strategy in self._engine.trader.strategies():
                         _unsubscribe_strategy_events(strategy)
                     self._engine.clear_strategies()
+                    self._purger.forget()  # a close after the last bar of the previous run
                 fills, decisions = self._simulate(self._engine, config, [])
         return _result(self.strategy_name, self._spec.fingerprint(), config, self.bar_type, rows,
                        self.starting_cash, fills, decisions,
@@ -467,7 +470,7 @@ class Backtester:
 
     def _new_engine(self, restart_controller: bool) -> BacktestEngine:
         from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
-        from nautilus_trader.config import ExecEngineConfig, LoggingConfig, PortfolioConfig
+        from nautilus_trader.config import LoggingConfig, PortfolioConfig
         from nautilus_trader.model.currencies import USD
         from nautilus_trader.model.enums import AccountType, OmsType
         from nautilus_trader.model.identifiers import TraderId
@@ -486,21 +489,16 @@ class Backtester:
             logging=LoggingConfig(log_level="ERROR", bypass_logging=True),
             controller=controller,
             run_analysis=False,  # the post-run statistics ats does not use (see _skip_post_run_analysis)
-            # Two more kinds of work whose result nothing reads (ats computes its metrics from the
-            # fills, :func:`_result`), each about a tenth of a full-history run:
-            # * a NETTING position closed and later re-opened is first snapshotted by the cache
-            #   (pickled three times, unpickled again by the portfolio's realized-PnL book).  A
-            #   closed position purged once a day never re-opens: the next entry opens a new
-            #   position under the same id.  Open positions are never purged; orders and fills
-            #   are kept.  Whether a given close is purged before the next entry (a daily timer)
-            #   changes nothing the strategy sees or the venue fills — only the work.
-            # * the portfolio re-marks open positions on every bar as well as on every trade tick
-            #   (the session's open and close), and only its marks read it.
-            exec_engine=ExecEngineConfig(purge_closed_positions_interval_mins=_PURGE_INTERVAL_MINS,
-                                         purge_closed_positions_buffer_mins=0),
+            # One more kind of work whose result nothing reads (ats computes its metrics from the
+            # fills, :func:`_result`), about a tenth of a full-history run: the portfolio re-marks
+            # open positions on every bar as well as on every trade tick, and only its marks read
+            # it.  (Closed positions: see _ClosedPositionPurger.)
             portfolio=PortfolioConfig(bar_updates=False),
         ))
         try:
+            # The reused engine's purger is kept (run() tells it of resets); a restart run's engine has its own.
+            purger = _ClosedPositionPurger() if restart_controller else self._purger
+            purger.install(engine, self.bar_type)
             engine.add_venue(
                 self.instrument.id.venue,
                 oms_type=OmsType.NETTING,
@@ -554,6 +552,51 @@ class Backtester:
             })
         fills.sort(key=lambda f: f["ts"])
         return fills, decisions
+
+
+class _ClosedPositionPurger:
+    """Takes each closed position out of the engine's cache when the next bar arrives.
+
+    A NETTING position closed and later re-opened is first snapshotted by Nautilus' cache
+    (pickled three times, unpickled again by the portfolio's realized-PnL book) — about a tenth
+    of a full-history run, work whose result nothing here reads (ats computes its metrics from
+    the fills, :func:`_result`).  A closed position taken out of the cache never re-opens: the
+    next entry opens a new position under the same id.  The purge comes at the next bar, before
+    the strategy sees it (a higher bus priority), so after everything that handled the close and
+    before any order the bar can lead to; open positions are never purged (Nautilus refuses to),
+    orders and fills are kept.  Driven by the position events rather than Nautilus' own timed purge
+    (``purge_closed_positions_interval_mins``): a daily timer fires on every calendar day, a
+    time event each, where this does work only on the ≈ 1 bar in 8 that follows a close.
+    """
+
+    def __init__(self) -> None:
+        self._closed: list[PositionId] = []
+        self._cache: Cache | None = None
+
+    def install(self, engine: BacktestEngine, bar_type: BarType) -> None:
+        """Subscribe to ``engine``'s position events and bars (once per engine: the bus keeps them over resets)."""
+        from nautilus_trader.model.events import PositionClosed
+
+        self._cache = engine.cache
+        self._position_closed = PositionClosed
+        self._closed.clear()
+        msgbus = engine.kernel.msgbus
+        msgbus.subscribe(topic="events.position.*", handler=self.on_position_event)
+        msgbus.subscribe(topic=f"data.bars.{bar_type}", handler=self.on_bar, priority=100)
+
+    def forget(self) -> None:
+        """Drop what a previous run closed (its engine was reset: those positions are gone)."""
+        self._closed.clear()
+
+    def on_position_event(self, event: PositionEvent) -> None:
+        if isinstance(event, self._position_closed):
+            self._closed.append(event.position_id)
+
+    def on_bar(self, _bar: Bar) -> None:
+        if self._closed and self._cache is not None:
+            for position_id in self._closed:
+                self._cache.purge_position(position_id)
+            self._closed.clear()
 
 
 def _ignore(*_args: object, **_kwargs: object) -> None:
