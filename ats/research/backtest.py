@@ -720,17 +720,21 @@ def _result(strategy_name: str, fingerprint: str, config: StrategyConfig, bar_ty
     for fill in fills:
         fills_by_date.setdefault(fill["date"], []).append(fill)
     curve: list[dict[str, Any]] = []
+    equities: list[float] = []
     in_market = 0
     for row in rows:
-        for fill in fills_by_date.get(row.date, []):
-            sign = 1 if fill["side"] == "BUY" else -1
-            held += sign * fill["quantity"]
-            cash -= sign * fill["quantity"] * fill["price"] + fill["commission"]
+        day_fills = fills_by_date.get(row.date)
+        if day_fills:
+            for fill in day_fills:
+                sign = 1 if fill["side"] == "BUY" else -1
+                held += sign * fill["quantity"]
+                cash -= sign * fill["quantity"] * fill["price"] + fill["commission"]
         if held > 0:
             in_market += 1
-        curve.append({"date": row.date.isoformat(), "equity": round(cash + held * row.close, 2)})
+        equity = round(cash + held * row.close, 2)
+        equities.append(equity)
+        curve.append({"date": row.date.isoformat(), "equity": equity})
 
-    equities = [p["equity"] for p in curve]
     final = equities[-1]
     total_return = final / starting_cash - 1
     days = (rows[-1].date - rows[0].date).days
@@ -744,8 +748,11 @@ def _result(strategy_name: str, fingerprint: str, config: StrategyConfig, bar_ty
             sharpe = mean / math.sqrt(var) * math.sqrt(TRADING_DAYS_PER_YEAR)
     peak, max_dd = float(starting_cash), 0.0
     for value in equities:
-        peak = max(peak, value)
-        max_dd = max(max_dd, 1 - value / peak)
+        if value > peak:
+            peak = value
+        drawdown = 1 - value / peak
+        if drawdown > max_dd:
+            max_dd = drawdown
 
     open_position = None
     if lots:
