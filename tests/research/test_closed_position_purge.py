@@ -40,8 +40,18 @@ def test_no_closed_position_is_snapshotted_on_re_entry(data_dir):
     assert second.to_dict() == first.to_dict()
 
 
-def test_the_purge_changes_no_result_with_restarts(data_dir):
-    # Arrange
+def test_the_purge_changes_no_result_with_restarts(data_dir, monkeypatch):
+    # Arrange: the restart run's engine is disposed by run(); note its snapshots just after the simulation
+    snapshots: list[set] = []
+    simulate = Backtester._simulate
+
+    def simulate_and_note(self, engine, config, restart_ns):
+        outcome = simulate(self, engine, config, restart_ns)
+        if restart_ns:
+            snapshots.append(engine.cache.position_snapshot_ids(self.instrument_id))
+        return outcome
+
+    monkeypatch.setattr(Backtester, "_simulate", simulate_and_note)
     plain = run_backtest("ibs_reversion", "QQQ.NASDAQ", PARAMS, start="2015-01-01", end="2018-12-31",
                          data_dir=data_dir)
 
@@ -50,6 +60,7 @@ def test_the_purge_changes_no_result_with_restarts(data_dir):
     restarted = run_backtest("ibs_reversion", "QQQ.NASDAQ", PARAMS, start="2015-01-01", end="2018-12-31",
                              data_dir=data_dir, restarts=restarts)
 
-    # Assert
+    # Assert: the restart engine's own purger took every closed position out before its re-entry
+    assert snapshots == [set()]
     assert restarted.decision_tuples() == plain.decision_tuples()
     assert restarted.trades == plain.trades
