@@ -11,9 +11,12 @@ How the simulation is set up, and why:
   at 09:30 New York time, and the strategy receives bar D just after the D+1 open tick.  An
   order decided on the *last* bar of the data has no next open: it fills at that bar's close,
   the last price known (a tick at 16:00 of the last session).  No other session's close is a
-  tick: an order is only ever decided just after an open tick and fills at once against it,
-  so a close tick would move the simulated market where nothing can trade (a third of the
-  engine's data, work whose result nothing reads).
+  tick while every order is decided on a bar and fills (or is refused) at once, just after an
+  open tick: a close tick would move the simulated market where nothing trades (a third of
+  the engine's data, work whose result nothing reads).  An order that rests, or one sent
+  at another time (a limit order, a timer's order), could trade at a close: when a run has
+  such an order it is run again with the close of every session as a tick too, and so are
+  the Backtester's later runs.
 * **Commissions: IB fixed pricing** (:class:`IbFixedFeeModel`): USD 0.005 per share, at
   least USD 1.00 and at most 1 % of the trade value, per fill (each order fills once here).
 * **Account:** a USD cash account (no leverage, no shorting), ``NETTING`` positions.
@@ -305,7 +308,16 @@ def _get_restarter() -> type[Controller]:
     return _RESTARTER
 
 
-def _build_exec_data(rows: list[_Row], instrument: Instrument, bar_type: BarType) -> ExecData:
+@dataclass(frozen=True)
+class _ExecData:
+    """What the engine is fed, and when each bar reaches the strategy (its ``ts_init``)."""
+
+    items: ExecData
+    bar_times: frozenset[int]
+
+
+def _build_exec_data(rows: list[_Row], instrument: Instrument, bar_type: BarType, close_ticks: bool) -> _ExecData:
+    """Ticks and bars for the engine; ``close_ticks``: every session's close is a tick, not only the last."""
     from nautilus_trader.model.data import Bar, TradeTick
     from nautilus_trader.model.enums import AggressorSide
     from nautilus_trader.model.identifiers import TradeId
@@ -315,22 +327,25 @@ def _build_exec_data(rows: list[_Row], instrument: Instrument, bar_type: BarType
     iid = instrument.id
     size = Quantity(_TICK_SIZE, 0)
     data: ExecData = []
+    bar_times: list[int] = []
     opens = [_session_ns(r.date, SESSION_OPEN) for r in rows]
-    last_close = _session_ns(rows[-1].date, SESSION_CLOSE)
     n = len(rows)
     for i, row in enumerate(rows):
         o = Price(row.open, precision)
         c = Price(row.close, precision)
         data.append(TradeTick(iid, o, size, AggressorSide.NO_AGGRESSOR, TradeId(f"O{i}"), opens[i], opens[i]))
-        if i == n - 1:  # the last session's close: the price an order decided on the last bar fills at
-            data.append(TradeTick(iid, c, size, AggressorSide.NO_AGGRESSOR, TradeId(f"C{i}"), last_close, last_close))
+        # The last session's close is the price an order decided on the last bar fills at.
+        close = _session_ns(row.date, SESSION_CLOSE) if close_ticks or i == n - 1 else None
+        if close is not None:
+            data.append(TradeTick(iid, c, size, AggressorSide.NO_AGGRESSOR, TradeId(f"C{i}"), close, close))
         # Bar i reaches the strategy just after the next session's open tick (see module doc).
-        delivered = (opens[i + 1] if i + 1 < n else last_close) + 1
+        delivered = (opens[i + 1] if i + 1 < n else _session_ns(row.date, SESSION_CLOSE)) + 1
+        bar_times.append(delivered)
         ts_event = int(datetime(row.date.year, row.date.month, row.date.day, tzinfo=UTC).timestamp()) * 10**9
         data.append(Bar(bar_type, o, Price(row.high, precision), Price(row.low, precision), c,
                         Quantity(round(row.volume), 0), ts_event, delivered))
     data.sort(key=lambda d: d.ts_init)
-    return data
+    return _ExecData(data, frozenset(bar_times))
 
 
 def run_backtest(
@@ -401,7 +416,10 @@ class Backtester:
         self.instrument: Instrument = stored
         # Stored bars: the engine's ticks are built once per process for a series and cut (see _EXEC_DATA).
         self._data_key = None if source is None else (source, first, last)
-        self._data: ExecData | None = None
+        self._data: _ExecData | None = None
+        # Every session's close as a tick too: from the first run with an order that rested or was
+        # not sent on a bar (see the module doc).
+        self._close_ticks = False
         self._engine: BacktestEngine | None = None
         self._purger = _ClosedPositionPurger()
 
@@ -422,36 +440,44 @@ class Backtester:
         rows = self.rows
         if self._data is None:
             self._data = self._exec_data()
+        data = self._data
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            restart_ns = _restart_times(rows, self._data, restart_days)
+            restart_ns = _restart_times(rows, data.items, restart_days)
             if restart_ns:
-                engine = self._new_engine(restart_controller=True)
+                engine = self._new_engine(data, restart_controller=True)
                 try:
-                    fills, decisions = self._simulate(engine, config, restart_ns)
+                    fills, decisions, on_bars = self._simulate(engine, config, restart_ns, data.bar_times)
                 finally:
                     engine.dispose()
             else:
                 if self._engine is None:
-                    self._engine = self._new_engine(restart_controller=False)
+                    self._engine = self._new_engine(data, restart_controller=False)
                 else:
                     self._engine.reset()
                     for strategy in self._engine.trader.strategies():
                         _unsubscribe_strategy_events(strategy)
                     self._engine.clear_strategies()
                     self._purger.forget()  # a close after the last bar of the previous run
-                fills, decisions = self._simulate(self._engine, config, [])
+                fills, decisions, on_bars = self._simulate(self._engine, config, [], data.bar_times)
+        if not on_bars and not self._close_ticks:
+            # An order rested or was sent between bars: the close ticks matter (see the module doc).
+            self._close_ticks = True
+            self._data = None
+            self.close()  # its engine holds the data without them
+            return self.run(params, restarts)
         return _result(self.strategy_name, self._spec.fingerprint(), config, self.bar_type, rows,
                        self.starting_cash, fills, decisions,
                        [d.isoformat() for d in restart_days if rows[0].date < d <= rows[-1].date])
 
-    def _exec_data(self) -> ExecData:
+    def _exec_data(self) -> _ExecData:
         if self._data_key is None:
-            return _build_exec_data(self.rows, self.instrument, self.bar_type)
-        data = _EXEC_DATA.pop(self._data_key, None)  # popped and put back: the newest last
+            return _build_exec_data(self.rows, self.instrument, self.bar_type, self._close_ticks)
+        key = (*self._data_key, self._close_ticks)
+        data = _EXEC_DATA.pop(key, None)  # popped and put back: the newest last
         if data is None:
-            data = _build_exec_data(self.rows, self.instrument, self.bar_type)
-        _EXEC_DATA[self._data_key] = data
+            data = _build_exec_data(self.rows, self.instrument, self.bar_type, self._close_ticks)
+        _EXEC_DATA[key] = data
         while len(_EXEC_DATA) > _EXEC_DATA_KEPT:
             _EXEC_DATA.pop(next(iter(_EXEC_DATA)))
         return data
@@ -468,7 +494,7 @@ class Backtester:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _new_engine(self, restart_controller: bool) -> BacktestEngine:
+    def _new_engine(self, data: _ExecData, restart_controller: bool) -> BacktestEngine:
         from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
         from nautilus_trader.config import LoggingConfig, PortfolioConfig
         from nautilus_trader.model.currencies import USD
@@ -510,7 +536,7 @@ class Backtester:
                 trade_execution=True,
             )
             engine.add_instrument(self.instrument)
-            engine.add_data(self._data, sort=False)
+            engine.add_data(data.items, sort=False)
             engine.sort_data()
         except BaseException:
             engine.dispose()
@@ -518,7 +544,8 @@ class Backtester:
         return engine
 
     def _simulate(self, engine: BacktestEngine, config: StrategyConfig,
-                  restart_ns: list[int]) -> tuple[list[Fill], list[StrategyDecision]]:
+                  restart_ns: list[int], bar_times: frozenset[int]) -> tuple[list[Fill], list[StrategyDecision], bool]:
+        """The fills, the decisions, and whether every order was sent on a bar and settled at once."""
         from nautilus_trader.model.enums import OrderSide
 
         _skip_post_run_analysis(engine)
@@ -537,7 +564,10 @@ class Backtester:
         instances = [*retired, restarter.current if restarter else strategy]
         decisions: list[StrategyDecision] = [d for s in instances for d in s.decisions]
         fills: list[Fill] = []
+        on_bars = True
         for order in engine.cache.orders(instrument_id=self.instrument.id):
+            if on_bars and not (order.ts_init in bar_times and order.ts_last == order.ts_init and order.is_closed):
+                on_bars = False
             if not order.filled_qty or float(order.filled_qty) == 0:
                 continue
             commission = sum(float(m) for m in order.commissions())
@@ -551,7 +581,7 @@ class Backtester:
                 "commission": commission,
             })
         fills.sort(key=lambda f: f["ts"])
-        return fills, decisions
+        return fills, decisions, on_bars
 
 
 class _ClosedPositionPurger:
@@ -651,7 +681,7 @@ _STORED: dict[tuple[str, str], tuple[tuple, list[_Row], Instrument | None]] = {}
 # The engine's ticks and bars built from a stored series, per (series identity, start, end): the
 # last few kept (Nautilus data objects are immutable, so engines share them).  A series whose
 # files changed has a new stamp, hence a new key.
-_EXEC_DATA: dict[tuple, ExecData] = {}
+_EXEC_DATA: dict[tuple, _ExecData] = {}
 _EXEC_DATA_KEPT = 4
 
 

@@ -45,8 +45,8 @@ def test_the_purge_changes_no_result_with_restarts(data_dir, monkeypatch):
     snapshots: list[set] = []
     simulate = Backtester._simulate
 
-    def simulate_and_note(self, engine, config, restart_ns):
-        outcome = simulate(self, engine, config, restart_ns)
+    def simulate_and_note(self, engine, config, restart_ns, *rest):
+        outcome = simulate(self, engine, config, restart_ns, *rest)
         if restart_ns:
             snapshots.append(engine.cache.position_snapshot_ids(self.instrument_id))
         return outcome
