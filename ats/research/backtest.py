@@ -14,9 +14,11 @@ How the simulation is set up, and why:
   tick while every order is decided on a bar and fills (or is refused) at once, just after an
   open tick: a close tick would move the simulated market where nothing trades (a third of
   the engine's data, work whose result nothing reads).  An order that rests, or one sent
-  at another time (a limit order, a timer's order), could trade at a close: when a run has
-  such an order it is run again with the close of every session as a tick too, and so are
-  the Backtester's later runs.
+  at another time (a limit order, a timer's order), could trade at a close, and a strategy
+  that takes the trade ticks (``on_trade_tick``, bars aggregated from ticks) would see the
+  closes: when a run has such an order or such a subscriber it is run again with the close of
+  every session as a tick too, and so are the Backtester's later runs.  (Not noticed: a
+  strategy that reads past ticks from the cache, ``cache.trade_ticks``, without subscribing.)
 * **Commissions: IB fixed pricing** (:class:`IbFixedFeeModel`): USD 0.005 per share, at
   least USD 1.00 and at most 1 % of the trade value, per fill (each order fills once here).
 * **Account:** a USD cash account (no leverage, no shorting), ``NETTING`` positions.
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
     from nautilus_trader.backtest.engine import BacktestEngine
     from nautilus_trader.backtest.models import FeeModel
     from nautilus_trader.cache.cache import Cache
+    from nautilus_trader.common.component import MessageBus
     from nautilus_trader.common.events import TimeEvent
     from nautilus_trader.model.data import Bar, BarType, TradeTick
     from nautilus_trader.model.events import PositionEvent
@@ -461,11 +464,12 @@ class Backtester:
                     self._purger.forget()  # a close after the last bar of the previous run
                 fills, decisions, on_bars = self._simulate(self._engine, config, [], data.bar_times)
         if not on_bars and not self._close_ticks:
-            # An order rested or was sent between bars: the close ticks matter (see the module doc).
+            # An order rested or was sent between bars, or trade ticks were watched: the close ticks
+            # matter (see the module doc).
             self._close_ticks = True
             self._data = None
             self.close()  # its engine holds the data without them
-            return self.run(params, restarts)
+            return self.run(params, restart_days)  # ``restarts`` may have been an iterator, now spent
         return _result(self.strategy_name, self._spec.fingerprint(), config, self.bar_type, rows,
                        self.starting_cash, fills, decisions,
                        [d.isoformat() for d in restart_days if rows[0].date < d <= rows[-1].date])
@@ -545,7 +549,8 @@ class Backtester:
 
     def _simulate(self, engine: BacktestEngine, config: StrategyConfig,
                   restart_ns: list[int], bar_times: frozenset[int]) -> tuple[list[Fill], list[StrategyDecision], bool]:
-        """The fills, the decisions, and whether every order was sent on a bar and settled at once."""
+        """The fills, the decisions, and whether every order was sent on a bar and settled at once
+        (and nothing took the trade ticks): whether the run is the same without the close ticks."""
         from nautilus_trader.model.enums import OrderSide
 
         _skip_post_run_analysis(engine)
@@ -560,11 +565,20 @@ class Backtester:
             restarter.restart_ns = restart_ns
             restarter.current = strategy
             restarter.retired = retired
-        engine.run()
+        # Anything that takes the trade ticks (``on_trade_tick``, a tick indicator, bars aggregated
+        # from ticks) would see the close ticks: looked at on each bar, before the strategy sees it.
+        msgbus = engine.kernel.msgbus
+        watch = _TickWatch(msgbus)
+        bar_topic = f"data.bars.{self.bar_type}"
+        msgbus.subscribe(topic=bar_topic, handler=watch.on_bar, priority=99)
+        try:
+            engine.run()
+        finally:
+            msgbus.unsubscribe(topic=bar_topic, handler=watch.on_bar)
         instances = [*retired, restarter.current if restarter else strategy]
         decisions: list[StrategyDecision] = [d for s in instances for d in s.decisions]
         fills: list[Fill] = []
-        on_bars = True
+        on_bars = not watch.seen
         for order in engine.cache.orders(instrument_id=self.instrument.id):
             if on_bars and not (order.ts_init in bar_times and order.ts_last == order.ts_init and order.is_closed):
                 on_bars = False
@@ -582,6 +596,18 @@ class Backtester:
             })
         fills.sort(key=lambda f: f["ts"])
         return fills, decisions, on_bars
+
+
+class _TickWatch:
+    """Notes whether anything is subscribed to trade ticks when a bar arrives."""
+
+    def __init__(self, msgbus: MessageBus) -> None:
+        self._msgbus = msgbus
+        self.seen = False
+
+    def on_bar(self, _bar: Bar) -> None:
+        if not self.seen and self._msgbus.has_subscribers("data.trades*"):
+            self.seen = True
 
 
 class _ClosedPositionPurger:

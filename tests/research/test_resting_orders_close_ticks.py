@@ -66,6 +66,63 @@ class RestingLimit(Strategy):
 '''
 
 
+# Trades only at the market on bars, but exits on the highest trade tick seen while long: it takes
+# the trade ticks, so a market without the sessions' closes would show it other prices.
+TICK_TRAILING = '''
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from nautilus_trader.config import StrategyConfig
+from nautilus_trader.model.data import Bar, BarType, TradeTick
+from nautilus_trader.model.enums import OrderSide
+from nautilus_trader.model.identifiers import InstrumentId
+from nautilus_trader.trading.strategy import Strategy
+
+
+@dataclass(frozen=True)
+class Decision:
+    date: date
+    side: str
+    quantity: int
+
+
+class TickTrailingConfig(StrategyConfig, frozen=True):
+    instrument_id: InstrumentId
+    bar_type: BarType
+    trail: float = 0.01
+
+
+class TickTrailing(Strategy):
+    def __init__(self, config: TickTrailingConfig) -> None:
+        super().__init__(config)
+        self.decisions = []
+        self.peak = 0.0
+
+    def on_start(self) -> None:
+        self.instrument = self.cache.instrument(self.config.instrument_id)
+        self.subscribe_bars(self.config.bar_type)
+        self.subscribe_trade_ticks(self.config.instrument_id)
+
+    def on_stop(self) -> None:
+        self.unsubscribe_trade_ticks(self.config.instrument_id)
+
+    def on_trade_tick(self, tick: TradeTick) -> None:
+        self.peak = max(self.peak, float(tick.price))
+
+    def on_bar(self, bar: Bar) -> None:
+        iid = self.config.instrument_id
+        day = datetime.fromtimestamp(bar.ts_event / 1e9, tz=UTC).date()
+        if self.cache.positions_open(instrument_id=iid):
+            if float(bar.close) < self.peak * (1 - self.config.trail):
+                self.decisions.append(Decision(day, "SELL", 10))
+                self.submit_order(self.order_factory.market(iid, OrderSide.SELL, self.instrument.make_qty(10)))
+        elif float(bar.close) < float(bar.open):
+            self.peak = float(bar.close)
+            self.decisions.append(Decision(day, "BUY", 10))
+            self.submit_order(self.order_factory.market(iid, OrderSide.BUY, self.instrument.make_qty(10)))
+'''
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("catalog")
@@ -84,6 +141,20 @@ def resting_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
         "resting_limit", "resting_strategies.resting_limit", "RestingLimit", "RestingLimitConfig"))
     yield "resting_limit"
     for name in ("resting_strategies.resting_limit", "resting_strategies"):
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def tick_trailing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    package = tmp_path / "tick_strategies"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "tick_trailing.py").write_text(TICK_TRAILING)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(REGISTRY, "tick_trailing", StrategySpec(
+        "tick_trailing", "tick_strategies.tick_trailing", "TickTrailing", "TickTrailingConfig"))
+    yield "tick_trailing"
+    for name in ("tick_strategies.tick_trailing", "tick_strategies"):
         sys.modules.pop(name, None)
 
 
@@ -131,3 +202,30 @@ def test_the_market_order_strategy_runs_without_close_ticks(data_dir):
     # Assert: its orders never rest, so the close ticks change nothing and are left out
     assert without is False
     assert plain == reference
+
+
+def test_a_strategy_that_takes_the_trade_ticks_sees_the_sessions_closes(data_dir, tick_trailing):
+    # Arrange
+    reference = _with_every_close_as_a_tick(tick_trailing, data_dir)
+
+    # Act: every order is a market order sent on a bar and filled at once
+    result = run_backtest(tick_trailing, "QQQ.NASDAQ", {}, start="2020-01-01", end="2021-12-31", data_dir=data_dir)
+
+    # Assert: its exits follow the highest trade it saw, closes included (without them: other trades)
+    assert result.to_dict() == reference
+
+
+def test_the_rerun_keeps_restarts_given_as_an_iterator(data_dir, resting_limit):
+    # Arrange
+    days = ["2020-06-01", "2021-03-01"]
+    with Backtester(resting_limit, "QQQ.NASDAQ", start="2020-01-01", end="2021-12-31", data_dir=data_dir) as backtester:
+        backtester._close_ticks = True
+        reference = backtester.run({}, restarts=days).to_dict()
+
+    # Act: the first run (no close ticks) spends the iterator; the re-run must restart all the same
+    with Backtester(resting_limit, "QQQ.NASDAQ", start="2020-01-01", end="2021-12-31", data_dir=data_dir) as backtester:
+        result = backtester.run({}, restarts=iter(days)).to_dict()
+
+    # Assert
+    assert result["restarts"] == days
+    assert result == reference
