@@ -8,17 +8,20 @@ How the simulation is set up, and why:
   the very bar that triggered it (its bar execution moves the market through O, H, L, C of
   that bar before the strategy sees it).  So here the simulated venue does not execute on
   bars (``bar_execution=False``); it trades on ticks built from the bars, each session's open
-  at 09:30 New York time, and the strategy receives bar D just after the D+1 open tick.  An
-  order decided on the *last* bar of the data has no next open: it fills at that bar's close,
-  the last price known (a tick at 16:00 of the last session).  No other session's close is a
-  tick while every order is decided on a bar and fills (or is refused) at once, just after an
-  open tick: a close tick would move the simulated market where nothing trades (a third of
-  the engine's data, work whose result nothing reads).  An order that rests, or one sent
-  at another time (a limit order, a timer's order), could trade at a close, and a strategy
-  that takes the trade ticks (``on_trade_tick``, bars aggregated from ticks) would see the
-  closes: when a run has such an order or such a subscriber it is run again with the close of
-  every session as a tick too, and so are the Backtester's later runs.  (Not noticed: a
-  strategy that reads past ticks from the cache, ``cache.trade_ticks``, without subscribing.)
+  at 09:30 and close at 16:00 New York time, and the strategy receives bar D just after the
+  D+1 open tick.  An order decided on the *last* bar of the data has no next open: it fills
+  at that bar's close, the last price known.
+* **Close ticks only where they can matter.**  For a strategy registered as deciding on bars
+  only (``StrategySpec.decides_on_bars_only``: it reads the market through its bars and sends
+  orders from ``on_bar``), no session's close but the last is a tick while every order is
+  sent on a bar and fills (or is refused) at once, just after an open tick: a close tick
+  would move the simulated market where nothing trades (a third of the engine's data, work
+  whose result nothing reads).  Checked at run time: an order that rests or is sent at
+  another time (a limit order, a timer's order), which could trade at a close, or anything
+  subscribed to the trade ticks (``on_trade_tick``, bars aggregated from ticks), which would
+  see the closes, and the run is repeated with every session's close as a tick, as are the
+  Backtester's later runs.  Not noticed at run time: reading the cache's tick history — the
+  declaration's promise.  Every other strategy runs with every session's close as a tick.
 * **Commissions: IB fixed pricing** (:class:`IbFixedFeeModel`): USD 0.005 per share, at
   least USD 1.00 and at most 1 % of the trade value, per fill (each order fills once here).
 * **Account:** a USD cash account (no leverage, no shorting), ``NETTING`` positions.
@@ -420,9 +423,10 @@ class Backtester:
         # Stored bars: the engine's ticks are built once per process for a series and cut (see _EXEC_DATA).
         self._data_key = None if source is None else (source, first, last)
         self._data: _ExecData | None = None
-        # Every session's close as a tick too: from the first run with an order that rested or was
-        # not sent on a bar (see the module doc).
-        self._close_ticks = False
+        # Every session's close as a tick too: unless the strategy is declared to decide on bars
+        # only, and then from its first run with an order that rested or was not sent on a bar,
+        # or with a trade-tick subscriber (see the module doc).
+        self._close_ticks = not self._spec.decides_on_bars_only
         self._engine: BacktestEngine | None = None
         self._purger = _ClosedPositionPurger()
 

@@ -44,12 +44,23 @@ _import_checked: set[str] = set()  # SHA-256 of module sources that passed _refu
 
 @dataclass(frozen=True)
 class StrategySpec:
-    """Where a registered strategy lives: its module, strategy class and config class."""
+    """Where a registered strategy lives: its module, strategy class and config class.
+
+    ``decides_on_bars_only``: the strategy reads the market only through its bars (not trade
+    ticks, not the cache's tick history, not prices on a timer) and sends orders only from
+    ``on_bar``.  The backtest rung then leaves the sessions' closes out of its simulated market
+    (:mod:`ats.research.backtest`: a third less work, the same results); any other strategy
+    is backtested with every session's close as a tick.  A declared strategy is still checked
+    at run time (an order that rests or is sent between bars, a tick subscriber: the run is
+    repeated with the closes), but reading the cache's tick history is not noticed — declare it
+    only for code that does not.
+    """
 
     name: str
     module: str
     strategy_class: str
     config_class: str
+    decides_on_bars_only: bool = False
 
     def source_path(self) -> Path:
         spec = importlib.util.find_spec(self.module)
@@ -144,6 +155,7 @@ REGISTRY: dict[str, StrategySpec] = {
         module="ats.strategies.ibs_reversion",
         strategy_class="IbsReversion",
         config_class="IbsReversionConfig",
+        decides_on_bars_only=True,  # on_bar: the bar, its own positions and open orders; market orders
     ),
     "order_check": StrategySpec(
         name="order_check",

@@ -5,14 +5,13 @@ too — its results are exactly those of a market that always had them."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ats.research.backtest import Backtester, run_backtest
 from ats.research.catalog import import_csv, shipped_csv
-from ats.strategies import REGISTRY, StrategySpec
+from ats.strategies import REGISTRY, StrategySpec, get_strategy
 
 # Buys with a limit at the deciding bar's close (it rests until a tick trades at or under it) and
 # sells at the market on the next bar it holds: entries fill at a session's close whenever the
@@ -130,32 +129,35 @@ def data_dir(tmp_path_factory):
     return directory
 
 
-@pytest.fixture
-def resting_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    package = tmp_path / "resting_strategies"
+def _register(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, source: str, strategy_class: str,
+              *, declared: bool) -> str:
+    """Register ``source`` as strategy ``name`` (module ``<name>_pkg.<name>``); ``declared``: as deciding
+    on bars only — a claim these strategies break, for the rung's run-time check to catch."""
+    package = tmp_path / f"{name}_pkg"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "resting_limit.py").write_text(RESTING_LIMIT)
+    (package / f"{name}.py").write_text(source)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(REGISTRY, "resting_limit", StrategySpec(
-        "resting_limit", "resting_strategies.resting_limit", "RestingLimit", "RestingLimitConfig"))
-    yield "resting_limit"
-    for name in ("resting_strategies.resting_limit", "resting_strategies"):
-        sys.modules.pop(name, None)
+    monkeypatch.setitem(REGISTRY, name, StrategySpec(name, f"{name}_pkg.{name}", strategy_class,
+                                                     f"{strategy_class}Config", decides_on_bars_only=declared))
+    monkeypatch.delitem(sys.modules, f"{name}_pkg.{name}", raising=False)
+    monkeypatch.delitem(sys.modules, f"{name}_pkg", raising=False)
+    return name
 
 
 @pytest.fixture
-def tick_trailing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    package = tmp_path / "tick_strategies"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "tick_trailing.py").write_text(TICK_TRAILING)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(REGISTRY, "tick_trailing", StrategySpec(
-        "tick_trailing", "tick_strategies.tick_trailing", "TickTrailing", "TickTrailingConfig"))
-    yield "tick_trailing"
-    for name in ("tick_strategies.tick_trailing", "tick_strategies"):
-        sys.modules.pop(name, None)
+def resting_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    return _register(tmp_path, monkeypatch, "resting_limit", RESTING_LIMIT, "RestingLimit", declared=True)
+
+
+@pytest.fixture
+def tick_trailing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    return _register(tmp_path, monkeypatch, "tick_trailing", TICK_TRAILING, "TickTrailing", declared=True)
+
+
+@pytest.fixture
+def undeclared_resting_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    return _register(tmp_path, monkeypatch, "undeclared_limit", RESTING_LIMIT, "RestingLimit", declared=False)
 
 
 def _with_every_close_as_a_tick(name: str, data_dir: Path) -> dict:
@@ -199,7 +201,9 @@ def test_the_market_order_strategy_runs_without_close_ticks(data_dir):
         without = backtester._close_ticks
     reference = _with_every_close_as_a_tick("ibs_reversion", data_dir)
 
-    # Assert: its orders never rest, so the close ticks change nothing and are left out
+    # Assert: declared to decide on bars only, its orders never rest: the close ticks change nothing
+    # and are left out
+    assert get_strategy("ibs_reversion").decides_on_bars_only
     assert without is False
     assert plain == reference
 
@@ -228,4 +232,20 @@ def test_the_rerun_keeps_restarts_given_as_an_iterator(data_dir, resting_limit):
 
     # Assert
     assert result["restarts"] == days
+    assert result == reference
+
+
+def test_a_strategy_not_declared_to_decide_on_bars_only_has_every_close_from_the_start(
+        data_dir, undeclared_resting_limit):
+    # Arrange
+    reference = _with_every_close_as_a_tick(undeclared_resting_limit, data_dir)
+
+    # Act
+    with Backtester(undeclared_resting_limit, "QQQ.NASDAQ", start="2020-01-01", end="2021-12-31",
+                    data_dir=data_dir) as backtester:
+        before = backtester._close_ticks
+        result = backtester.run({}).to_dict()
+
+    # Assert: no first run without the closes to find out
+    assert before is True
     assert result == reference
