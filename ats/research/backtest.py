@@ -428,7 +428,7 @@ class Backtester:
         # or with a trade-tick subscriber (see the module doc).
         self._close_ticks = not self._spec.decides_on_bars_only
         self._engine: BacktestEngine | None = None
-        self._purger = _ClosedPositionPurger()
+        self._before_each_bar = _BeforeEachBar()  # the reused engine's
 
     def run(self, params: dict[str, Any] | str | None = None,
             restarts: Sequence[date | str] = ()) -> BacktestResult:
@@ -452,21 +452,22 @@ class Backtester:
             warnings.simplefilter("ignore")
             restart_ns = _restart_times(rows, data.items, restart_days)
             if restart_ns:
-                engine = self._new_engine(data, restart_controller=True)
+                hook = _BeforeEachBar()  # a restart run's engine has its own
+                engine = self._new_engine(data, hook, restart_controller=True)
                 try:
-                    fills, decisions, on_bars = self._simulate(engine, config, restart_ns, data.bar_times)
+                    fills, decisions, on_bars = self._simulate(engine, hook, config, restart_ns, data.bar_times)
                 finally:
                     engine.dispose()
             else:
                 if self._engine is None:
-                    self._engine = self._new_engine(data, restart_controller=False)
+                    self._engine = self._new_engine(data, self._before_each_bar, restart_controller=False)
                 else:
                     self._engine.reset()
                     for strategy in self._engine.trader.strategies():
                         _unsubscribe_strategy_events(strategy)
                     self._engine.clear_strategies()
-                    self._purger.forget()  # a close after the last bar of the previous run
-                fills, decisions, on_bars = self._simulate(self._engine, config, [], data.bar_times)
+                fills, decisions, on_bars = self._simulate(self._engine, self._before_each_bar, config, [],
+                                                           data.bar_times)
         if not on_bars and not self._close_ticks:
             # An order rested or was sent between bars, or trade ticks were watched: the close ticks
             # matter (see the module doc).
@@ -502,7 +503,7 @@ class Backtester:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _new_engine(self, data: _ExecData, restart_controller: bool) -> BacktestEngine:
+    def _new_engine(self, data: _ExecData, hook: _BeforeEachBar, restart_controller: bool) -> BacktestEngine:
         from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
         from nautilus_trader.config import LoggingConfig, PortfolioConfig
         from nautilus_trader.model.currencies import USD
@@ -526,13 +527,11 @@ class Backtester:
             # One more kind of work whose result nothing reads (ats computes its metrics from the
             # fills, :func:`_result`), about a tenth of a full-history run: the portfolio re-marks
             # open positions on every bar as well as on every trade tick, and only its marks read
-            # it.  (Closed positions: see _ClosedPositionPurger.)
+            # it.  (Closed positions: see _BeforeEachBar.)
             portfolio=PortfolioConfig(bar_updates=False),
         ))
         try:
-            # The reused engine's purger is kept (run() tells it of resets); a restart run's engine has its own.
-            purger = _ClosedPositionPurger() if restart_controller else self._purger
-            purger.install(engine, self.bar_type)
+            hook.install(engine, self.bar_type)
             engine.add_venue(
                 self.instrument.id.venue,
                 oms_type=OmsType.NETTING,
@@ -551,7 +550,7 @@ class Backtester:
             raise
         return engine
 
-    def _simulate(self, engine: BacktestEngine, config: StrategyConfig,
+    def _simulate(self, engine: BacktestEngine, hook: _BeforeEachBar, config: StrategyConfig,
                   restart_ns: list[int], bar_times: frozenset[int]) -> tuple[list[Fill], list[StrategyDecision], bool]:
         """The fills, the decisions, and whether every order was sent on a bar and settled at once
         (and nothing took the trade ticks): whether the run is the same without the close ticks."""
@@ -569,20 +568,12 @@ class Backtester:
             restarter.restart_ns = restart_ns
             restarter.current = strategy
             restarter.retired = retired
-        # Anything that takes the trade ticks (``on_trade_tick``, a tick indicator, bars aggregated
-        # from ticks) would see the close ticks: looked at on each bar, before the strategy sees it.
-        msgbus = engine.kernel.msgbus
-        watch = _TickWatch(msgbus)
-        bar_topic = f"data.bars.{self.bar_type}"
-        msgbus.subscribe(topic=bar_topic, handler=watch.on_bar, priority=99)
-        try:
-            engine.run()
-        finally:
-            msgbus.unsubscribe(topic=bar_topic, handler=watch.on_bar)
+        hook.begin_run()
+        engine.run()
         instances = [*retired, restarter.current if restarter else strategy]
         decisions: list[StrategyDecision] = [d for s in instances for d in s.decisions]
         fills: list[Fill] = []
-        on_bars = not watch.seen
+        on_bars = not hook.trade_ticks_taken
         for order in engine.cache.orders(instrument_id=self.instrument.id):
             if on_bars and not (order.ts_init in bar_times and order.ts_last == order.ts_init and order.is_closed):
                 on_bars = False
@@ -602,51 +593,49 @@ class Backtester:
         return fills, decisions, on_bars
 
 
-class _TickWatch:
-    """Notes whether anything is subscribed to trade ticks when a bar arrives."""
+class _BeforeEachBar:
+    """What the rung does as each bar arrives, before the strategy sees it (a higher bus priority).
 
-    def __init__(self, msgbus: MessageBus) -> None:
-        self._msgbus = msgbus
-        self.seen = False
+    * **Closed positions leave the engine's cache.**  A NETTING position closed and later
+      re-opened is first snapshotted by Nautilus' cache (pickled three times, unpickled again by
+      the portfolio's realized-PnL book) — about a tenth of a full-history run, work whose
+      result nothing here reads (ats computes its metrics from the fills, :func:`_result`).  A
+      closed position taken out of the cache never re-opens: the next entry opens a new
+      position under the same id.  The purge comes at the next bar, so after everything that
+      handled the close and before any order the bar can lead to; open positions are never
+      purged (Nautilus refuses to), orders and fills are kept.  Driven by the position events
+      rather than Nautilus' own timed purge (``purge_closed_positions_interval_mins``): a daily
+      timer fires on every calendar day, a time event each, where this does work only on the
+      ≈ 1 bar in 8 that follows a close.
+    * **Whether anything takes the trade ticks** (``on_trade_tick``, a tick indicator, bars
+      aggregated from ticks): it would see the close ticks (see the module doc).
 
-    def on_bar(self, _bar: Bar) -> None:
-        if not self.seen and self._msgbus.has_subscribers("data.trades*"):
-            self.seen = True
-
-
-class _ClosedPositionPurger:
-    """Takes each closed position out of the engine's cache when the next bar arrives.
-
-    A NETTING position closed and later re-opened is first snapshotted by Nautilus' cache
-    (pickled three times, unpickled again by the portfolio's realized-PnL book) — about a tenth
-    of a full-history run, work whose result nothing here reads (ats computes its metrics from
-    the fills, :func:`_result`).  A closed position taken out of the cache never re-opens: the
-    next entry opens a new position under the same id.  The purge comes at the next bar, before
-    the strategy sees it (a higher bus priority), so after everything that handled the close and
-    before any order the bar can lead to; open positions are never purged (Nautilus refuses to),
-    orders and fills are kept.  Driven by the position events rather than Nautilus' own timed purge
-    (``purge_closed_positions_interval_mins``): a daily timer fires on every calendar day, a
-    time event each, where this does work only on the ≈ 1 bar in 8 that follows a close.
+    One per engine: the bus keeps its subscriptions over the engine's resets; :meth:`begin_run`
+    before each run.
     """
 
     def __init__(self) -> None:
         self._closed: list[PositionId] = []
         self._cache: Cache | None = None
+        self._msgbus: MessageBus | None = None
+        self.trade_ticks_taken = False
 
     def install(self, engine: BacktestEngine, bar_type: BarType) -> None:
-        """Subscribe to ``engine``'s position events and bars (once per engine: the bus keeps them over resets)."""
+        """Subscribe to ``engine``'s position events and bars."""
         from nautilus_trader.model.events import PositionClosed
 
         self._cache = engine.cache
+        self._msgbus = engine.kernel.msgbus
         self._position_closed = PositionClosed
-        self._closed.clear()
-        msgbus = engine.kernel.msgbus
-        msgbus.subscribe(topic="events.position.*", handler=self.on_position_event)
-        msgbus.subscribe(topic=f"data.bars.{bar_type}", handler=self.on_bar, priority=100)
+        self.begin_run()
+        self._msgbus.subscribe(topic="events.position.*", handler=self.on_position_event)
+        self._msgbus.subscribe(topic=f"data.bars.{bar_type}", handler=self.on_bar, priority=100)
 
-    def forget(self) -> None:
-        """Drop what a previous run closed (its engine was reset: those positions are gone)."""
+    def begin_run(self) -> None:
+        """Forget the previous run: what it closed (its engine was reset, those positions are gone)
+        and whether it took the trade ticks."""
         self._closed.clear()
+        self.trade_ticks_taken = False
 
     def on_position_event(self, event: PositionEvent) -> None:
         if isinstance(event, self._position_closed):
@@ -657,6 +646,8 @@ class _ClosedPositionPurger:
             for position_id in self._closed:
                 self._cache.purge_position(position_id)
             self._closed.clear()
+        if not self.trade_ticks_taken and self._msgbus is not None and self._msgbus.has_subscribers("data.trades*"):
+            self.trade_ticks_taken = True
 
 
 def _ignore(*_args: object, **_kwargs: object) -> None:
