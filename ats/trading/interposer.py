@@ -6,12 +6,22 @@ risk engine and the broker; if that write fails the order is dropped and the ses
 (fail closed).  The notional cap is checked here too, against a price the session always has
 (Nautilus skips it for a market order without a quote).  Denials, submissions, rejections,
 fills and cancels are audited from the order events.
+
+The node's loop never waits for the store.  The intent's row is queued on the session's writer
+(:class:`ats.trading.writer.SessionWriter`) and the command is *held* until the row is written;
+commands the strategies send meanwhile (a cancel, another order) are held behind it, so they
+reach the risk engine in the order they were sent.  A halt (kill switch, signal, store failure)
+or a stop denies every order still held — it never went out — and passes the held cancels on, so
+the kill switch's cancels go out at once even while another process holds the store's write lock.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ats.governance import audit
@@ -23,10 +33,10 @@ if TYPE_CHECKING:
     from nautilus_trader.model.events import OrderEvent
     from nautilus_trader.model.objects import Price
     from nautilus_trader.model.orders import Order
-    from sqlalchemy import Connection
 
     from ats.store import Store
     from ats.trading.node import NodePlan
+    from ats.trading.writer import SessionWriter
 
 
 class SessionState(Protocol):
@@ -37,6 +47,7 @@ class SessionState(Protocol):
     store: Store
     actor: str
     node: TradingNode
+    writer: SessionWriter
 
     @property
     def halting(self) -> bool: ...
@@ -44,8 +55,15 @@ class SessionState(Protocol):
     @property
     def stopping(self) -> bool: ...
 
-    def halt(self, status: str, reason: str, *, audit_ok: bool = True,
-             cause: dict[str, Any] | None = None) -> None: ...
+
+@dataclass
+class _Held:
+    """A command held back from the risk engine: an order list until its intent row is written,
+    any other command until the orders sent before it have gone on."""
+
+    command: Command
+    orders: list[Order]  # empty: not a submit
+    ready: bool
 
 
 class OrderInterposer:
@@ -57,6 +75,14 @@ class OrderInterposer:
         self.bar_types: dict[str, BarType] = {}
         self.orders = {"sent": 0, "denied": 0, "filled": 0, "canceled": 0, "rejected": 0}
         self._risk_execute: Callable[[Command], None] | None = None
+        self._held: deque[_Held] = deque()  # in the order the strategies sent them
+        self._held_lock = threading.Lock()  # a halt or stop may come from the clock's timer thread
+
+    @property
+    def orders_held(self) -> int:
+        """Orders held back until their intent row is written (any thread may read it)."""
+        with self._held_lock:
+            return sum(len(item.orders) for item in self._held)
 
     def install(self) -> None:
         """Take the risk engine's endpoint and follow the order events."""
@@ -79,29 +105,71 @@ class OrderInterposer:
             orders = [command.order]
         elif isinstance(command, SubmitOrderList):
             orders = list(command.order_list.orders)
-        if orders:
-            if self.session.halting:
-                return  # halted: nothing new goes out (the risk engine would deny it too)
-            if self.session.stopping:
-                # Stopping: a decision on a bar that is no longer recorded never goes out (and
-                # is not an intent of this session); the denial is audited like any other.
-                for order in orders:
-                    self.node.kernel.risk_engine._deny_order(order, "the session is stopping")  # noqa: SLF001
-                return
-            try:
-                with self.session.store.write() as conn:
-                    for order in orders:
-                        self._record_order(conn, "intent", order)
-            except Exception as exc:  # noqa: BLE001 - fail closed on any store failure
-                self.session.halt("error", f"audit write failed, order {orders[0].client_order_id} not sent "
-                                  f"(fail closed): {exc}", audit_ok=False)
-                return
-            denials = [(order, reason) for order in orders if (reason := self._notional_denial(order))]
-            if denials:
-                risk_engine = self.node.kernel.risk_engine
-                for order, reason in denials:
-                    risk_engine._deny_order(order, reason)  # noqa: SLF001 - Nautilus' own denial path
-                return
+        if not orders:
+            with self._held_lock:
+                hold = bool(self._held) and not self.session.halting
+                if hold:
+                    self._held.append(_Held(command, [], ready=True))  # after the orders sent before it
+            if not hold:
+                self._execute(command)
+            return
+        if self.session.halting:
+            return  # halted: nothing new goes out (the risk engine would deny it too)
+        if self.session.stopping:
+            # Stopping: a decision on a bar that is no longer recorded never goes out (and
+            # is not an intent of this session); the denial is audited like any other.
+            self._deny(orders, "the session is stopping")
+            return
+        held = _Held(command, orders, ready=False)
+        with self._held_lock:
+            self._held.append(held)
+        rows = [self._order_row("intent", order) for order in orders]
+        self.session.writer.put(f"audit write failed, order {orders[0].client_order_id} not sent (fail closed)",
+                                lambda: self._write_rows(rows),
+                                then=lambda: self.session.writer.call_on_loop(lambda: self._intent_written(held)))
+
+    def _intent_written(self, held: _Held) -> None:
+        """On the loop: the intent's row is in the store; pass on what is no longer held back."""
+        released: list[_Held] = []
+        with self._held_lock:
+            held.ready = True
+            while self._held and self._held[0].ready:
+                released.append(self._held.popleft())
+        for item in released:
+            if item.orders:
+                self._send(item)
+            else:
+                self._execute(item.command)
+
+    def _send(self, held: _Held) -> None:
+        if self.session.halting:
+            return  # the halt denied it (release_held)
+        if self.session.stopping:
+            self._deny(held.orders, "the session is stopping")
+            return
+        denials = [(order, reason) for order in held.orders if (reason := self._notional_denial(order))]
+        for order, reason in denials:
+            self._deny([order], reason)
+        if not denials:
+            self._execute(held.command)
+
+    def release_held(self, reason: str) -> None:
+        """On the loop, as a halt or a stop begins: every order still held is denied with
+        ``reason`` (it never went out); every other held command (a cancel) goes on now."""
+        with self._held_lock:
+            held, self._held = list(self._held), deque()
+        for item in held:
+            if item.orders:
+                self._deny(item.orders, reason)
+            else:
+                self._execute(item.command)
+
+    def _deny(self, orders: list[Order], reason: str) -> None:
+        risk_engine = self.node.kernel.risk_engine
+        for order in orders:
+            risk_engine._deny_order(order, reason)  # noqa: SLF001 - Nautilus' own denial path
+
+    def _execute(self, command: Command) -> None:
         if self._risk_execute is None:
             raise RuntimeError("the order interposer received a command before it was installed")
         self._risk_execute(command)
@@ -153,26 +221,36 @@ class OrderInterposer:
         bar = cache.bar(bar_type) if bar_type is not None else None
         return bar.close if bar is not None else None
 
-    def _record_order(self, conn: Connection, event: str, order: Order, extra: dict[str, Any] | None = None) -> None:
-        from ats.governance.sessions import record_order_event
-
+    def _order_row(self, event: str, order: Order, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The order's audit/order-event row, read from the node's cache (on the loop)."""
         instrument = str(order.instrument_id)
         bar_type = self.bar_types.get(instrument)
         bar = self.node.kernel.cache.bar(bar_type) if bar_type is not None else None
-        bar_date = _bar_date(bar.ts_event) if bar is not None else None
         price = getattr(order, "price", None)
-        details = {"order_type": str(order.order_type.name) if hasattr(order.order_type, "name") else str(order.order_type),
-                   "time_in_force": str(order.time_in_force.name) if hasattr(order.time_in_force, "name") else "",
-                   **(extra or {})}
-        side = order.side.name if hasattr(order.side, "name") else str(order.side)
-        quantity = float(order.quantity)
-        audit.append_in(conn, self.session.actor, f"order.{event}", str(order.client_order_id), {
-            "session_id": self.session.session_id, "mode": self.session.plan.mode, "instrument": instrument, "side": side,
-            "quantity": quantity, "bar_date": bar_date, **details,
-        })
-        record_order_event(conn, self.session.session_id, event, client_order_id=str(order.client_order_id),
-                           instrument=instrument, side=side, quantity=quantity,
-                           price=float(price) if price is not None else None, bar_date=bar_date, details=details)
+        return {
+            "event": event, "client_order_id": str(order.client_order_id), "instrument": instrument,
+            "side": order.side.name if hasattr(order.side, "name") else str(order.side),
+            "quantity": float(order.quantity), "price": float(price) if price is not None else None,
+            "bar_date": _bar_date(bar.ts_event) if bar is not None else None,
+            "details": {"order_type": order.order_type.name if hasattr(order.order_type, "name") else str(order.order_type),
+                        "time_in_force": order.time_in_force.name if hasattr(order.time_in_force, "name") else "",
+                        **(extra or {})},
+        }
+
+    def _write_rows(self, rows: list[dict[str, Any]]) -> None:
+        """On the session's writer thread: the rows' audit entries and order events, in one transaction."""
+        from ats.governance.sessions import record_order_event
+
+        session = self.session
+        with session.store.write() as conn:
+            for row in rows:
+                audit.append_in(conn, session.actor, f"order.{row['event']}", row["client_order_id"], {
+                    "session_id": session.session_id, "mode": session.plan.mode, "instrument": row["instrument"],
+                    "side": row["side"], "quantity": row["quantity"], "bar_date": row["bar_date"], **row["details"],
+                })
+                record_order_event(conn, session.session_id, row["event"], client_order_id=row["client_order_id"],
+                                   instrument=row["instrument"], side=row["side"], quantity=row["quantity"],
+                                   price=row["price"], bar_date=row["bar_date"], details=row["details"])
 
     def on_order_event(self, event: OrderEvent) -> None:
         from nautilus_trader.model.events import (
@@ -198,11 +276,8 @@ class OrderInterposer:
         if kind == "filled":
             extra.update({"last_qty": float(event.last_qty), "last_px": float(event.last_px),
                           "commission": str(event.commission), "venue_order_id": str(event.venue_order_id)})
-        try:
-            with self.session.store.write() as conn:
-                self._record_order(conn, kind, order, extra)
-        except Exception as exc:  # noqa: BLE001 - fail closed on any store failure
-            self.session.halt("error", f"audit write failed for order event {kind}: {exc}", audit_ok=False)
+        rows = [self._order_row(kind, order, extra)]
+        self.session.writer.put(f"audit write failed for order event {kind}", lambda: self._write_rows(rows))
 
 
 def _bar_date(ns: int) -> str:

@@ -46,7 +46,7 @@ from ats.store import Store
 from ats.trading.gates import Gates
 from ats.trading.node import NodePlan, build_node_config, forget_ib_clients, plan_for
 from ats.trading.stop_time import resolve_stop_time
-from ats.trading.summary import SessionOutcome, final_summary
+from ats.trading.summary import SessionOutcome, node_summary, order_summary
 from ats.trading.supervisor import SessionGuard
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ def run_session(request: SessionRequest, settings: Settings, store: Store, *,
         with _startup_abortable(guard):
             node.kernel.loop.run_until_complete(_build_and_run(node, guard))
         guard.phase = "ended"
-        summary = final_summary(guard)
+        summary = node_summary(guard)
         status, reason = guard.status, guard.reason
         if guard.startup_aborted:
             status, reason = _startup_abort_outcome(guard, status, reason)
@@ -165,9 +165,11 @@ def run_session(request: SessionRequest, settings: Settings, store: Store, *,
             guard.ended.set()
             from ats.store.engine import WRITE_LOCK_TIMEOUT_S
 
-            guard.wait_for_halt_record(WRITE_LOCK_TIMEOUT_S + 5.0)
-            # The last bars and snapshot, before the end; a failure to write them is the session's.
-            status, reason = _telemetry_written(guard, WRITE_LOCK_TIMEOUT_S + 5.0, status, reason)
+            # Its last rows (order events, the halt, bars, the last snapshot) before the end; a
+            # failure to write them is the session's.  The summary reads the order events written.
+            status, reason = _writes_finished(guard, WRITE_LOCK_TIMEOUT_S + 5.0, status, reason)
+            if summary:  # the node's run returned: its trades and order counts, as written
+                summary = {**summary, **order_summary(guard)}
         _dispose(node)  # closes the node's loop, and with it the node's signal handlers
         with _signals_held(outer_handlers):  # …so a signal now waits until the session row is finished
             if guard is not None and guard.trading_since is not None:
@@ -189,16 +191,16 @@ def run_session(request: SessionRequest, settings: Settings, store: Store, *,
     return SessionOutcome(record.id, request.mode, status, reason, summary)
 
 
-def _telemetry_written(guard: SessionGuard, timeout: float, status: str, reason: str) -> tuple[str, str]:
-    """Wait for the session's telemetry writer to write what is queued (its last bars and
-    snapshot), then end it.  A write that failed after the node's loop stopped — too late for
-    the halt it schedules there — or a writer still busy after ``timeout`` s is said in the
-    session's outcome, and a stop is then no longer a clean one."""
-    recorder = guard.recorder
-    if not recorder.close(timeout):
-        problem = f"the session's last bars or snapshot were not written within {timeout:g} s"
-    elif recorder.failure is not None and recorder.failure not in reason:
-        problem = recorder.failure
+def _writes_finished(guard: SessionGuard, timeout: float, status: str, reason: str) -> tuple[str, str]:
+    """Wait for the session's writer to write what is queued, then end it.  A write that failed
+    after the node's loop stopped — too late for the halt it schedules there — or a writer still
+    busy after ``timeout`` s is said in the session's outcome, and a stop is then no longer a
+    clean one."""
+    writer = guard.writer
+    if not writer.close(timeout):
+        problem = f"the session's last rows (order events, bars, snapshot) were not written within {timeout:g} s"
+    elif writer.failure is not None and writer.failure not in reason:
+        problem = writer.failure
     else:
         return status, reason
     return ("error" if status == "stopped" else status), f"{reason}; then {problem}"

@@ -2,8 +2,9 @@
 
 :func:`session_summary` is what the operator confirms before a session (mode, masked account,
 gateway, sleeves with their approvals, risk caps, the stop rule); :func:`summary_for` builds it
-from the plain data the Prefect tasks pass around.  :func:`final_summary` is what a session
-leaves behind (trades, order counts, positions, PnL), carried by :class:`SessionOutcome`.
+from the plain data the Prefect tasks pass around.  :func:`node_summary` and
+:func:`order_summary` are what a session leaves behind (positions, PnL; trades, order counts),
+carried by :class:`SessionOutcome`.
 """
 
 from __future__ import annotations
@@ -70,31 +71,38 @@ def summary_for(mode: Mode, settings: Settings, sleeves: list[dict[str, Any]], a
     return session_summary(plan, [Approval(**a) for a in approvals], until, for_seconds)
 
 
-def final_summary(guard: SessionGuard) -> dict[str, Any]:
-    """What the session leaves behind: trades, order counts, positions and PnL."""
-    from ats.governance.sessions import session_detail
-
+def node_summary(guard: SessionGuard) -> dict[str, Any]:
+    """What the node leaves behind as its run returns: positions, PnL, how long it traded."""
     try:
         telemetry = guard.telemetry()
     except Exception:  # noqa: BLE001 - the node may be past telling: the summary goes without it
         telemetry = {}
-    try:
-        events = session_detail(guard.session_id, store=guard.store)["order_events"]
-    except StoreError:
-        events = []
-    fills = [e for e in events if e["event"] == "filled"]
     since = guard.trading_since
     return {
         # When the node started trading, and for how long it traded (what --for measures).
         "trading_since": since.isoformat() if since else None,
         "traded_seconds": round((dt.datetime.now(dt.UTC) - since).total_seconds(), 3) if since else 0.0,
+        "positions": telemetry.get("positions", []),
+        "realized_pnl": telemetry.get("realized_pnl"),
+        "unrealized_pnl": telemetry.get("unrealized_pnl"),
+    }
+
+
+def order_summary(guard: SessionGuard) -> dict[str, Any]:
+    """The session's trades and order counts, as written to the store (read once the session's
+    writer has written its last rows)."""
+    from ats.governance.sessions import session_detail
+
+    try:
+        events = session_detail(guard.session_id, store=guard.store)["order_events"]
+    except StoreError:
+        events = []
+    fills = [e for e in events if e["event"] == "filled"]
+    return {
         "trades": [{"ts": e["ts"], "side": e["side"], "quantity": e["details"].get("last_qty", e["quantity"]),
                     "price": e["details"].get("last_px"), "instrument": e["instrument"]} for e in fills],
         "orders": {kind: sum(1 for e in events if e["event"] == kind)
                    for kind in ("intent", "denied", "submitted", "rejected", "filled", "canceled")},
-        "positions": telemetry.get("positions", []),
-        "realized_pnl": telemetry.get("realized_pnl"),
-        "unrealized_pnl": telemetry.get("unrealized_pnl"),
     }
 
 

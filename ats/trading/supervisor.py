@@ -16,7 +16,8 @@
 * The session follows its flow run and watches its own gateway connection.
 
 Orders go through :class:`ats.trading.interposer.OrderInterposer`; bars and snapshots through
-:class:`ats.trading.telemetry.SessionTelemetry`.
+:class:`ats.trading.telemetry.SessionTelemetry`; every row the session writes (audit, order
+events, telemetry) through its :class:`ats.trading.writer.SessionWriter`, off the node's loop.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ats.core.errors import StoreError
 from ats.governance import audit
 from ats.trading.interposer import OrderInterposer
 from ats.trading.telemetry import SNAPSHOT_INTERVAL_S, SessionTelemetry
+from ats.trading.writer import SessionWriter
 
 if TYPE_CHECKING:
     from nautilus_trader.live.node import TradingNode
@@ -106,12 +108,13 @@ class SessionGuard:
         self._halt_lock = threading.RLock()
         self._cancel_sent: dict[ClientOrderId, float] = {}  # client order id -> monotonic time of our last cancel
         self.ended = threading.Event()  # set once build/run returned: the helper threads end
-        self._halt_record: threading.Thread | None = None  # the halt's audit row, written off the loop
         self._next_approval_check = 0.0
         self._approval_sets: list | None = None  # the live sleeves' params/bar-spec sets, computed once
+        # Every row the session writes, in order, off the node's loop; a failed write halts it.
+        self.writer = SessionWriter(node.kernel.loop, self._store_failed)
         self.interposer = OrderInterposer(self)
         self.recorder = SessionTelemetry(session_id=session_id, plan=plan, store=store, node=node,
-                                         orders=self.interposer.orders, on_store_failure=self._store_failed)
+                                         orders=self.interposer.orders, writer=self.writer)
 
     @property
     def halting(self) -> bool:
@@ -239,29 +242,18 @@ class SessionGuard:
         kernel = self.node.kernel
         kernel.risk_engine.set_trading_state(TradingState.HALTED)
         self.halted_at = time.monotonic()
+        self.interposer.release_held("the session halted before the order went out")
         for strategy in kernel.trader.strategies():
             with contextlib.suppress(Exception):
                 strategy.cancel_all_orders(strategy.config.instrument_id)
         if audit_ok:
-            # Written after the cancels and off the node's loop: the cancels go out on this loop,
-            # and a store slow to grant its write lock (another writer holding it, up to the
-            # store's lock timeout) must not hold them back.  The runner waits for this row
-            # before it records the session's end (:meth:`wait_for_halt_record`).
+            # Queued on the session's writer, after the rows of what happened before the halt:
+            # the cancels never wait for the store.
             payload = {"reason": reason, "status": status, "trading_state": "HALTED", **(cause or {})}
-            self._halt_record = threading.Thread(target=self._record_halt, args=(payload,),
-                                                 name="ats-halt-record", daemon=True)
-            self._halt_record.start()
+            self.writer.put("store unavailable while recording the halt",
+                            lambda: audit.append(self.actor, "session.halted", self.session_id, payload,
+                                                 store=self.store))
         self._continue_halt()
-
-    def _record_halt(self, payload: dict[str, Any]) -> None:
-        with contextlib.suppress(StoreError):
-            audit.append(self.actor, "session.halted", self.session_id, payload, store=self.store)
-
-    def wait_for_halt_record(self, timeout: float) -> None:
-        """Wait (at most ``timeout`` s) until the halt's audit row is written: the session's end is
-        recorded after it."""
-        if self._halt_record is not None:
-            self._halt_record.join(timeout)
 
     def _continue_halt(self) -> None:
         """Called every kill poll while halting.  An order still in flight when the halt began
@@ -309,6 +301,7 @@ class SessionGuard:
         self.status, self.reason = status, reason
         self._stopping = True
         self._settle_deadline = time.monotonic() + CANCEL_GRACE_S
+        self.interposer.release_held("the session is stopping")
         self._continue_stop()
 
     def _continue_stop(self) -> None:

@@ -6,18 +6,14 @@ connection, trading state, positions, PnL, order counts, time left — is writte
 (``ats sessions watch``) and kept for the flow run's artifacts.  A store failure halts the
 session; any other telemetry failure never takes it down.
 
-The node's state is read where the node runs; the rows are written by one writer thread, in
-the order they were taken.  A store slow to grant its write lock (another writer holding it, up
-to the store's lock timeout) therefore never holds up the node's loop — its orders, its kill
-switch, its halt's cancels.  The session's end is recorded only after the writer has written
-everything queued (:meth:`SessionTelemetry.close`).
+The node's state is read where the node runs; the rows are written by the session's writer
+thread (:class:`ats.trading.writer.SessionWriter`), in the order they were taken, so a store slow
+to grant its write lock never holds up the node's loop.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import queue
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -30,66 +26,42 @@ if TYPE_CHECKING:
 
     from ats.store import Store
     from ats.trading.node import NodePlan
+    from ats.trading.writer import SessionWriter
 
 # Telemetry (the store's snapshot, the Prefect artifacts, ``ats sessions watch``) every this often.
 SNAPSHOT_INTERVAL_S = 2.0
 
 
 class SessionTelemetry:
-    """Records a session's bars and snapshots; ``on_store_failure(reason)`` halts the session."""
+    """Records a session's bars and snapshots through the session's ``writer`` (a store failure
+    there halts the session; any other telemetry failure never does)."""
 
     def __init__(self, *, session_id: str, plan: NodePlan, store: Store, node: TradingNode,
-                 orders: dict[str, int], on_store_failure: Callable[[str], None]) -> None:
+                 orders: dict[str, int], writer: SessionWriter) -> None:
         self.session_id = session_id
         self.plan = plan
         self.store = store
         self.node = node
         self.orders = orders  # the interposer's counts, read at each snapshot
-        self.on_store_failure = on_store_failure
+        self.writer = writer
         self.last_bar: dict[str, str] = {}
         self.latest: dict[str, Any] | None = None  # the last snapshot (any thread may read it)
         self.seq = 0  # bumped with each snapshot
-        # The rows to write, in order; ``None`` ends the writer.
-        self._queue: queue.SimpleQueue[tuple[str, Callable[[], None]] | None] = queue.SimpleQueue()
-        self._writer = threading.Thread(target=self._write_in_order, name="ats-telemetry-writer", daemon=True)
-        self._abandoned = False  # close() gave up waiting: nothing more is written
-        #: Why a write failed (the store's error), once one did: the session halts, nothing more is written.
-        self.failure: str | None = None
         # snapshot() runs on the node's loop (the node stopping) and on the clock's timer threads:
         # one at a time, read and queued together, so the rows are queued in the order they were
         # read and the last one written is the newest (not a state read before it).
         self._snapshot_lock = threading.Lock()
-        self._writer.start()
 
-    def _write_in_order(self) -> None:
-        while (item := self._queue.get()) is not None:
-            what, write = item
-            if self.failure is not None or self._abandoned:
-                continue
+    def _put(self, what: str, write: Callable[[], None]) -> None:
+        def write_telemetry() -> None:
             try:
                 write()
-            except StoreError as exc:
-                self.failure = f"store unavailable while {what}: {exc}"
-                self._report_failure(self.failure)
-            except Exception:  # noqa: BLE001 - telemetry must never take the session down
+            except StoreError:
+                raise
+            except Exception:  # noqa: BLE001, S110 - telemetry must never take the session down
                 pass
 
-    def _report_failure(self, reason: str) -> None:
-        """The halt runs on the node's loop; once the loop has closed, the session has ended."""
-        with contextlib.suppress(RuntimeError):
-            self.node.kernel.loop.call_soon_threadsafe(self.on_store_failure, reason)
-
-    def close(self, timeout: float) -> bool:
-        """Write what is queued (waiting at most ``timeout`` s), then end the writer; True when
-        everything queued was written or given up on a store failure (:attr:`failure` says
-        which).  False when the writer was still writing after ``timeout``: what it has not
-        begun is then dropped, never written after the session's end is recorded."""
-        self._queue.put(None)
-        self._writer.join(timeout)
-        if self._writer.is_alive():
-            self._abandoned = True
-            return False
-        return True
+        self.writer.put(f"store unavailable while {what}", write_telemetry)
 
     def record_bar(self, bar: Bar) -> None:
         from ats.governance.sessions import record_bar
@@ -99,8 +71,8 @@ class SessionTelemetry:
         self.last_bar[instrument] = ts
         ohlcv = (float(bar.open), float(bar.high), float(bar.low), float(bar.close), float(bar.volume))
         bar_type = str(bar.bar_type)
-        self._queue.put(("recording a bar",
-                         lambda: record_bar(self.session_id, instrument, bar_type, ts, ohlcv, store=self.store)))
+        self._put("recording a bar",
+                  lambda: record_bar(self.session_id, instrument, bar_type, ts, ohlcv, store=self.store))
 
     def read(self, stop_at: dt.datetime | None, trading_since: dt.datetime | None) -> dict[str, Any]:
         """The node's state now (raises if the node cannot tell)."""
@@ -144,8 +116,7 @@ class SessionTelemetry:
                 return
             self.latest = telemetry
             self.seq += 1
-            self._queue.put(("writing telemetry",
-                             lambda: record_snapshot(self.session_id, telemetry, store=self.store)))
+            self._put("writing telemetry", lambda: record_snapshot(self.session_id, telemetry, store=self.store))
 
 
 def iso_ns(ns: int) -> str:

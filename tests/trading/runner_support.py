@@ -7,9 +7,11 @@ store, until the node has recorded that day's bar and settled its orders before 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ats.core.settings import Settings, load_settings
@@ -42,6 +44,21 @@ def _closed_port() -> int:
     from support import free_port
 
     return free_port()
+
+
+@contextlib.contextmanager
+def store_write_lock_held(settings: Settings) -> Iterator[None]:
+    """Another connection (as another process would) takes the SQLite store's write lock and
+    keeps it until the block ends."""
+    from sqlalchemy import make_url
+
+    holder = sqlite3.connect(make_url(settings.resolved_database_url).database, timeout=60, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
 
 
 @dataclass

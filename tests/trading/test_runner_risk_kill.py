@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from runner_support import drive_session, session_settings, wait_until
+from runner_support import drive_session, session_settings, store_write_lock_held, wait_until
 
 from ats.core.alert_sink import AlertEndpoint
 from ats.core.errors import KillLatched
@@ -197,10 +197,6 @@ def test_a_kill_cancels_at_the_broker_while_another_writer_holds_the_store(
     # Arrange: a limit order open at the broker; then another process's connection takes the
     # SQLite store's write lock and keeps it, and a telemetry snapshot is taken meanwhile (its
     # write waits for the lock; snapshots every 0.1 s for the test).
-    import sqlite3
-
-    from sqlalchemy import make_url
-
     from ats.governance import kill_wire
     from ats.trading import supervisor
 
@@ -210,14 +206,12 @@ def test_a_kill_cancels_at_the_broker_while_another_writer_holds_the_store(
     request = SessionRequest("paper", [Sleeve("order_check", "QQQ.NASDAQ", "1-DAY-LAST",
                                               {"quantities": [1], "limit_price": 100.0})],
                              for_seconds=600)  # ended by the kill; not by the clock of the day
-    database = make_url(settings.resolved_database_url).database
     seen = {}
 
     def kill_while_the_store_is_locked(guard, day: int) -> None:
         wait_until(lambda: any(r["kind"] == "place" for r in sim.ledger), what="the limit order at the broker")
-        holder = sqlite3.connect(database, timeout=60, isolation_level=None)
-        holder.execute("BEGIN IMMEDIATE")
-        try:
+        # The order's own events (submitted, accepted) may still be on their way to the store.
+        with store_write_lock_held(settings):
             taken = guard.recorder.seq
             wait_until(lambda: guard.recorder.seq >= taken + 2, what="a snapshot taken while the store is locked")
             kill_wire.send(killswitch.store_key_of(guard.store), ["paper"],
@@ -227,9 +221,6 @@ def test_a_kill_cancels_at_the_broker_while_another_writer_holds_the_store(
             wait_until(lambda: any(r["kind"] == "cancel" for r in sim.ledger), what="the cancel at the broker")
             seen["halted_rows_while_locked"] = [
                 r for r in audit.list_rows(action="session.halted", store=guard.store) if r.subject == guard.session_id]
-        finally:
-            holder.execute("ROLLBACK")
-            holder.close()
 
     driven = drive_session(sim, settings, request, days=1, during=kill_while_the_store_is_locked, stop=False,
                            settle=False)

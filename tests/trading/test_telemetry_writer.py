@@ -1,4 +1,4 @@
-"""The session telemetry's writer thread, without a node: what close() promises."""
+"""The session's writer thread under the telemetry, without a node: what close() promises."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 
 from ats.governance import sessions
 from ats.trading.telemetry import SessionTelemetry
+from ats.trading.writer import SessionWriter
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 def _telemetry(loop: asyncio.AbstractEventLoop, failures: list[str]) -> SessionTelemetry:
     node: Any = SimpleNamespace(kernel=SimpleNamespace(loop=loop))
     telemetry = SessionTelemetry(session_id="s", plan=Any, store=Any, node=node, orders={},
-                                 on_store_failure=failures.append)
+                                 writer=SessionWriter(loop, failures.append))
     telemetry.read = lambda stop_at, trading_since: {"n": telemetry.seq}  # type: ignore[method-assign]
     return telemetry
 
@@ -47,9 +48,9 @@ def test_a_writer_still_busy_when_closed_says_so_and_writes_nothing_after(
     telemetry.snapshot(None, None)
 
     # Act
-    finished = telemetry.close(0.2)
+    finished = telemetry.writer.close(0.2)
     release.set()
-    telemetry._writer.join(5)  # noqa: SLF001
+    telemetry.writer._thread.join(5)  # noqa: SLF001
 
     # Assert: close said it could not finish; what had not begun was dropped, not written late.
     assert finished is False
@@ -86,7 +87,7 @@ def test_snapshots_taken_at_once_on_two_threads_are_written_in_the_order_they_we
     go_on.set()
     first.join(5)
     second.join(5)
-    assert telemetry.close(5)
+    assert telemetry.writer.close(5)
 
     # Assert: the newest state is the last one written and the latest one shown.
     assert [p["n"] for p in written] == [0, 1]
