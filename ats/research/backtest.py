@@ -428,7 +428,7 @@ class Backtester:
         # or with a trade-tick subscriber (see the module doc).
         self._close_ticks = not self._spec.decides_on_bars_only
         self._engine: BacktestEngine | None = None
-        self._before_each_bar = _BeforeEachBar()  # the reused engine's
+        self._engine_hook: _BeforeEachBar | None = None  # the reused engine's, made with it
 
     def run(self, params: dict[str, Any] | str | None = None,
             restarts: Sequence[date | str] = ()) -> BacktestResult:
@@ -452,21 +452,20 @@ class Backtester:
             warnings.simplefilter("ignore")
             restart_ns = _restart_times(rows, data.items, restart_days)
             if restart_ns:
-                hook = _BeforeEachBar()  # a restart run's engine has its own
-                engine = self._new_engine(data, hook, restart_controller=True)
+                engine, hook = self._new_engine(data, restart_controller=True)  # an engine of its own
                 try:
                     fills, decisions, on_bars = self._simulate(engine, hook, config, restart_ns, data.bar_times)
                 finally:
                     engine.dispose()
             else:
-                if self._engine is None:
-                    self._engine = self._new_engine(data, self._before_each_bar, restart_controller=False)
+                if self._engine is None or self._engine_hook is None:
+                    self._engine, self._engine_hook = self._new_engine(data, restart_controller=False)
                 else:
                     self._engine.reset()
                     for strategy in self._engine.trader.strategies():
                         _unsubscribe_strategy_events(strategy)
                     self._engine.clear_strategies()
-                fills, decisions, on_bars = self._simulate(self._engine, self._before_each_bar, config, [],
+                fills, decisions, on_bars = self._simulate(self._engine, self._engine_hook, config, [],
                                                            data.bar_times)
         if not on_bars and not self._close_ticks:
             # An order rested or was sent between bars, or trade ticks were watched: the close ticks
@@ -496,6 +495,7 @@ class Backtester:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+            self._engine_hook = None
 
     def __enter__(self) -> Backtester:
         return self
@@ -503,7 +503,7 @@ class Backtester:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _new_engine(self, data: _ExecData, hook: _BeforeEachBar, restart_controller: bool) -> BacktestEngine:
+    def _new_engine(self, data: _ExecData, restart_controller: bool) -> tuple[BacktestEngine, _BeforeEachBar]:
         from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
         from nautilus_trader.config import LoggingConfig, PortfolioConfig
         from nautilus_trader.model.currencies import USD
@@ -531,7 +531,7 @@ class Backtester:
             portfolio=PortfolioConfig(bar_updates=False),
         ))
         try:
-            hook.install(engine, self.bar_type)
+            hook = _BeforeEachBar(engine, self.bar_type)
             engine.add_venue(
                 self.instrument.id.venue,
                 oms_type=OmsType.NETTING,
@@ -548,7 +548,7 @@ class Backtester:
         except BaseException:
             engine.dispose()
             raise
-        return engine
+        return engine, hook
 
     def _simulate(self, engine: BacktestEngine, hook: _BeforeEachBar, config: StrategyConfig,
                   restart_ns: list[int], bar_times: frozenset[int]) -> tuple[list[Fill], list[StrategyDecision], bool]:
@@ -610,24 +610,18 @@ class _BeforeEachBar:
     * **Whether anything takes the trade ticks** (``on_trade_tick``, a tick indicator, bars
       aggregated from ticks): it would see the close ticks (see the module doc).
 
-    One per engine: the bus keeps its subscriptions over the engine's resets; :meth:`begin_run`
-    before each run.
+    Made with its engine (subscribed to its position events and bars), one per engine: the bus
+    keeps its subscriptions over the engine's resets; :meth:`begin_run` before each run.
     """
 
-    def __init__(self) -> None:
-        self._closed: list[PositionId] = []
-        self._cache: Cache | None = None
-        self._msgbus: MessageBus | None = None
-        self.trade_ticks_taken = False
-
-    def install(self, engine: BacktestEngine, bar_type: BarType) -> None:
-        """Subscribe to ``engine``'s position events and bars."""
+    def __init__(self, engine: BacktestEngine, bar_type: BarType) -> None:
         from nautilus_trader.model.events import PositionClosed
 
-        self._cache = engine.cache
-        self._msgbus = engine.kernel.msgbus
+        self._closed: list[PositionId] = []
+        self._cache: Cache = engine.cache
+        self._msgbus: MessageBus = engine.kernel.msgbus
         self._position_closed = PositionClosed
-        self.begin_run()
+        self.trade_ticks_taken = False
         self._msgbus.subscribe(topic="events.position.*", handler=self.on_position_event)
         self._msgbus.subscribe(topic=f"data.bars.{bar_type}", handler=self.on_bar, priority=100)
 
@@ -642,11 +636,11 @@ class _BeforeEachBar:
             self._closed.append(event.position_id)
 
     def on_bar(self, _bar: Bar) -> None:
-        if self._closed and self._cache is not None:
+        if self._closed:
             for position_id in self._closed:
                 self._cache.purge_position(position_id)
             self._closed.clear()
-        if not self.trade_ticks_taken and self._msgbus is not None and self._msgbus.has_subscribers("data.trades*"):
+        if not self.trade_ticks_taken and self._msgbus.has_subscribers("data.trades*"):
             self.trade_ticks_taken = True
 
 
