@@ -13,15 +13,14 @@ from ats.research.backtest import Backtester, run_backtest
 from ats.research.catalog import import_csv, shipped_csv
 from ats.strategies import REGISTRY, StrategySpec, get_strategy
 
-# Buys with a limit at the deciding bar's close (it rests until a tick trades at or under it) and
-# sells at the market on the next bar it holds: entries fill at a session's close whenever the
-# next open is above the limit and that session's close is not.
-RESTING_LIMIT = '''
+# What both strategy modules begin with (each is a module file of its own: the registry loads one
+# file per strategy).
+PREAMBLE = """
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from nautilus_trader.config import StrategyConfig
-from nautilus_trader.model.data import Bar, BarType
+from nautilus_trader.model.data import Bar, BarType, TradeTick
 from nautilus_trader.model.enums import OrderSide, TimeInForce
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.trading.strategy import Strategy
@@ -32,8 +31,12 @@ class Decision:
     date: date
     side: str
     quantity: int
+"""
 
-
+# Buys with a limit at the deciding bar's close (it rests until a tick trades at or under it) and
+# sells at the market on the next bar it holds: entries fill at a session's close whenever the
+# next open is above the limit and that session's close is not.
+RESTING_LIMIT = PREAMBLE + '''
 class RestingLimitConfig(StrategyConfig, frozen=True):
     instrument_id: InstrumentId
     bar_type: BarType
@@ -67,24 +70,7 @@ class RestingLimit(Strategy):
 
 # Trades only at the market on bars, but exits on the highest trade tick seen while long: it takes
 # the trade ticks, so a market without the sessions' closes would show it other prices.
-TICK_TRAILING = '''
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
-
-from nautilus_trader.config import StrategyConfig
-from nautilus_trader.model.data import Bar, BarType, TradeTick
-from nautilus_trader.model.enums import OrderSide
-from nautilus_trader.model.identifiers import InstrumentId
-from nautilus_trader.trading.strategy import Strategy
-
-
-@dataclass(frozen=True)
-class Decision:
-    date: date
-    side: str
-    quantity: int
-
-
+TICK_TRAILING = PREAMBLE + '''
 class TickTrailingConfig(StrategyConfig, frozen=True):
     instrument_id: InstrumentId
     bar_type: BarType
