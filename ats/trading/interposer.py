@@ -7,21 +7,18 @@ risk engine and the broker; if that write fails the order is dropped and the ses
 (Nautilus skips it for a market order without a quote).  Denials, submissions, rejections,
 fills and cancels are audited from the order events.
 
-The node's loop never waits for the store.  The intent's row is queued on the session's writer
-(:class:`ats.trading.writer.SessionWriter`) and the command is *held* until the row is written;
-commands the strategies send meanwhile (a cancel, another order) are held behind it, so they
-reach the risk engine in the order they were sent.  A halt (kill switch, signal, store failure)
-or a stop denies every order still held — it never went out — and passes the held cancels on, so
-the kill switch's cancels go out at once even while another process holds the store's write lock.
+Every row goes through the session's writer (:class:`ats.trading.writer.SessionWriter`), in
+the order it happened.  The intent is waited for where the strategy sent the order (the node's
+loop), as the order may go on only once its row is in the store; the wait gives way to a halt —
+the kill switch, a signal — at once: the order is denied ("the session halted before the order
+went out") and the halt's cancels go out, even while another process holds the store's write
+lock.  Only the intent is waited for: the order events' rows are queued and written behind it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import threading
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ats.governance import audit
@@ -53,17 +50,17 @@ class SessionState(Protocol):
     def halting(self) -> bool: ...
 
     @property
+    def halt_requested(self) -> bool: ...
+
+    def halt(self, status: str, reason: str, *, audit_ok: bool = True,
+             cause: dict[str, Any] | None = None) -> None: ...
+
+    @property
     def stopping(self) -> bool: ...
 
 
-@dataclass
-class _Held:
-    """A command held back from the risk engine: an order list until its intent row is written,
-    any other command until the orders sent before it have gone on."""
-
-    command: Command
-    orders: list[Order]  # empty: not a submit
-    ready: bool
+# How often an order waiting for its intent row looks whether a halt was asked for meanwhile.
+INTENT_WAIT_POLL_S = 0.01
 
 
 class OrderInterposer:
@@ -74,15 +71,9 @@ class OrderInterposer:
         self.node = session.node
         self.bar_types: dict[str, BarType] = {}
         self.orders = {"sent": 0, "denied": 0, "filled": 0, "canceled": 0, "rejected": 0}
+        #: Orders whose intent row is being written now (any thread may read it).
+        self.orders_waiting = 0
         self._risk_execute: Callable[[Command], None] | None = None
-        self._held: deque[_Held] = deque()  # in the order the strategies sent them
-        self._held_lock = threading.Lock()  # a halt or stop may come from the clock's timer thread
-
-    @property
-    def orders_held(self) -> int:
-        """Orders held back until their intent row is written (any thread may read it)."""
-        with self._held_lock:
-            return sum(len(item.orders) for item in self._held)
 
     def install(self) -> None:
         """Take the risk engine's endpoint and follow the order events."""
@@ -105,74 +96,51 @@ class OrderInterposer:
             orders = [command.order]
         elif isinstance(command, SubmitOrderList):
             orders = list(command.order_list.orders)
-        if not orders:
-            with self._held_lock:
-                hold = bool(self._held) and not self.session.halting
-                if hold:
-                    self._held.append(_Held(command, [], ready=True))  # after the orders sent before it
-            if not hold:
-                self._execute(command)
-            return
-        if self.session.halting:
-            return  # halted: nothing new goes out (the risk engine would deny it too)
-        if self.session.stopping:
-            # Stopping: a decision on a bar that is no longer recorded never goes out (and
-            # is not an intent of this session); the denial is audited like any other.
-            self._deny(orders, "the session is stopping")
-            return
-        held = _Held(command, orders, ready=False)
-        with self._held_lock:
-            self._held.append(held)
+        if orders:
+            if self.session.halting:
+                self._deny(orders, "the session is halted")  # nothing new goes out; the denial is audited
+                return
+            if self.session.stopping:
+                # Stopping: a decision on a bar that is no longer recorded never goes out (and
+                # is not an intent of this session); the denial is audited like any other.
+                self._deny(orders, "the session is stopping")
+                return
+            if not self._intents_written(orders):
+                return
+            denials = {order.client_order_id: reason for order in orders if (reason := self._notional_denial(order))}
+            if denials:
+                first = next(iter(denials.values()))
+                for order in orders:  # an order list goes out whole or not at all
+                    self._deny([order], denials.get(order.client_order_id, f"another order of its list was denied: {first}"))
+                return
+        if self._risk_execute is None:
+            raise RuntimeError("the order interposer received a command before it was installed")
+        self._risk_execute(command)
+
+    def _intents_written(self, orders: list[Order]) -> bool:
+        """Queue the orders' intent rows and wait until they are written — behind every row
+        queued before them.  False: not written (the session halts, fail closed) or a halt was
+        asked for meanwhile (the orders are denied); the orders must not go out."""
         rows = [self._order_row("intent", order) for order in orders]
-        self.session.writer.put(f"audit write failed, order {orders[0].client_order_id} not sent (fail closed)",
-                                lambda: self._write_rows(rows),
-                                then=lambda: self.session.writer.call_on_loop(lambda: self._intent_written(held)))
-
-    def _intent_written(self, held: _Held) -> None:
-        """On the loop: the intent's row is in the store; pass on what is no longer held back."""
-        released: list[_Held] = []
-        with self._held_lock:
-            held.ready = True
-            while self._held and self._held[0].ready:
-                released.append(self._held.popleft())
-        for item in released:
-            if item.orders:
-                self._send(item)
-            else:
-                self._execute(item.command)
-
-    def _send(self, held: _Held) -> None:
-        if self.session.halting:
-            return  # the halt denied it (release_held)
-        if self.session.stopping:
-            self._deny(held.orders, "the session is stopping")
-            return
-        denials = [(order, reason) for order in held.orders if (reason := self._notional_denial(order))]
-        for order, reason in denials:
-            self._deny([order], reason)
-        if not denials:
-            self._execute(held.command)
-
-    def release_held(self, reason: str) -> None:
-        """On the loop, as a halt or a stop begins: every order still held is denied with
-        ``reason`` (it never went out); every other held command (a cancel) goes on now."""
-        with self._held_lock:
-            held, self._held = list(self._held), deque()
-        for item in held:
-            if item.orders:
-                self._deny(item.orders, reason)
-            else:
-                self._execute(item.command)
+        write = self.session.writer.put(f"audit write failed, order {orders[0].client_order_id} not sent (fail closed)",
+                                        lambda: self._write_rows(rows))
+        self.orders_waiting = len(orders)
+        try:
+            while not write.done.wait(INTENT_WAIT_POLL_S):
+                if self.session.halt_requested:
+                    self._deny(orders, "the session halted before the order went out")
+                    return False
+        finally:
+            self.orders_waiting = 0
+        if write.failure is not None:
+            self.session.halt("error", write.failure, audit_ok=False)
+            return False
+        return True
 
     def _deny(self, orders: list[Order], reason: str) -> None:
         risk_engine = self.node.kernel.risk_engine
         for order in orders:
             risk_engine._deny_order(order, reason)  # noqa: SLF001 - Nautilus' own denial path
-
-    def _execute(self, command: Command) -> None:
-        if self._risk_execute is None:
-            raise RuntimeError("the order interposer received a command before it was installed")
-        self._risk_execute(command)
 
     def _notional_denial(self, order: Order) -> str | None:
         """The notional cap, checked against a price we always have.

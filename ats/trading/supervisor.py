@@ -17,7 +17,7 @@
 
 Orders go through :class:`ats.trading.interposer.OrderInterposer`; bars and snapshots through
 :class:`ats.trading.telemetry.SessionTelemetry`; every row the session writes (audit, order
-events, telemetry) through its :class:`ats.trading.writer.SessionWriter`, off the node's loop.
+events, telemetry) through its :class:`ats.trading.writer.SessionWriter`, in order.
 """
 
 from __future__ import annotations
@@ -98,6 +98,7 @@ class SessionGuard:
         self.started = threading.Event()
         self.halted_at: float | None = None
         self._halting = False
+        self._halt_asked = False  # request_halt() was called (from any thread); the halt runs on the loop
         self._stopping = False  # a normal stop was asked for: no new orders, in-flight ones settle
         self._node_stop_requested = False
         self._settle_deadline = 0.0
@@ -110,7 +111,7 @@ class SessionGuard:
         self.ended = threading.Event()  # set once build/run returned: the helper threads end
         self._next_approval_check = 0.0
         self._approval_sets: list | None = None  # the live sleeves' params/bar-spec sets, computed once
-        # Every row the session writes, in order, off the node's loop; a failed write halts it.
+        # Every row the session writes, in order, on one thread; a failed write halts the session.
         self.writer = SessionWriter(node.kernel.loop, self._store_failed)
         self.interposer = OrderInterposer(self)
         self.recorder = SessionTelemetry(session_id=session_id, plan=plan, store=store, node=node,
@@ -120,6 +121,12 @@ class SessionGuard:
     def halting(self) -> bool:
         """Halting (kill switch, signal, store failure…): nothing new goes out."""
         return self._halting
+
+    @property
+    def halt_requested(self) -> bool:
+        """A halt began or was asked for (a kill message, the run's state, a signal) and waits for
+        the node's loop: an order waiting there for its intent row must give way to it."""
+        return self._halting or self._halt_asked or self.pending_signal is not None
 
     @property
     def stopping(self) -> bool:
@@ -242,7 +249,6 @@ class SessionGuard:
         kernel = self.node.kernel
         kernel.risk_engine.set_trading_state(TradingState.HALTED)
         self.halted_at = time.monotonic()
-        self.interposer.release_held("the session halted before the order went out")
         for strategy in kernel.trader.strategies():
             with contextlib.suppress(Exception):
                 strategy.cancel_all_orders(strategy.config.instrument_id)
@@ -301,7 +307,6 @@ class SessionGuard:
         self.status, self.reason = status, reason
         self._stopping = True
         self._settle_deadline = time.monotonic() + CANCEL_GRACE_S
-        self.interposer.release_held("the session is stopping")
         self._continue_stop()
 
     def _continue_stop(self) -> None:
@@ -424,6 +429,7 @@ class SessionGuard:
         if self.phase == "starting":
             self.abort_startup(status, reason)  # trading began meanwhile: it takes the halt path itself
             return
+        self._halt_asked = True
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the session has ended
             self.node.kernel.loop.call_soon_threadsafe(lambda: self.halt(status, reason, cause=cause))
 

@@ -61,6 +61,14 @@ def store_write_lock_held(settings: Settings) -> Iterator[None]:
         holder.close()
 
 
+def loop_answers(guard: SessionGuard, within: float = 30.0) -> bool:
+    """Whether the node's event loop runs a callback within ``within`` s (it is not blocked: the
+    store's lock timeout is 60 s)."""
+    ran = threading.Event()
+    guard.node.kernel.loop.call_soon_threadsafe(ran.set)
+    return ran.wait(within)
+
+
 @dataclass
 class DrivenSession:
     outcome: SessionOutcome

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from runner_support import drive_session, session_settings, store_write_lock_held, wait_until
+from runner_support import drive_session, loop_answers, session_settings, store_write_lock_held, wait_until
 
 from ats.core.alert_sink import AlertEndpoint
 from ats.core.errors import KillLatched
@@ -219,6 +219,9 @@ def test_a_kill_cancels_at_the_broker_while_another_writer_holds_the_store(
                             "actor": "test"})
             # Act: the cancel must reach the broker while the store is still locked.
             wait_until(lambda: any(r["kind"] == "cancel" for r in sim.ledger), what="the cancel at the broker")
+            # Its confirmation is an order event whose row waits for the lock: on the writer, not the loop.
+            wait_until(lambda: guard.interposer.orders["canceled"] == 1, what="the broker's cancel confirmation")
+            seen["loop_answers_while_locked"] = loop_answers(guard)
             seen["halted_rows_while_locked"] = [
                 r for r in audit.list_rows(action="session.halted", store=guard.store) if r.subject == guard.session_id]
 
@@ -229,6 +232,7 @@ def test_a_kill_cancels_at_the_broker_while_another_writer_holds_the_store(
     # lock was free, the last snapshot before the session's end.
     outcome = driven.outcome
     assert seen["halted_rows_while_locked"] == []
+    assert seen["loop_answers_while_locked"] is True
     assert [r["kind"] for r in sim.ledger] == ["place", "cancel"]
     assert (outcome.status, outcome.reason) == ("killed", "kill switch by test: store busy")
     actions = [r.action for r in audit.list_rows(store=driven.store, limit=1000)]
