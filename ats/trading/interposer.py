@@ -119,23 +119,30 @@ class OrderInterposer:
 
     def _intents_written(self, orders: list[Order]) -> bool:
         """Queue the orders' intent rows and wait until they are written — behind every row
-        queued before them.  False: not written (the session halts, fail closed) or a halt was
-        asked for meanwhile (the orders are denied); the orders must not go out."""
+        queued before them.  False: not written (the session halts, fail closed), or a halt or a
+        stop began meanwhile (a stop may come from the clock's timer thread while the loop waits
+        here); the orders are then denied and must not go out."""
         rows = [self._order_row("intent", order) for order in orders]
         write = self.session.writer.put(f"audit write failed, order {orders[0].client_order_id} not sent (fail closed)",
                                         lambda: self._write_rows(rows))
         self.orders_waiting = len(orders)
         try:
-            while not write.done.wait(INTENT_WAIT_POLL_S):
-                if self.session.halt_requested:
-                    self._deny(orders, "the session halted before the order went out")
-                    return False
+            while not write.done.wait(INTENT_WAIT_POLL_S) and not self._interrupted():
+                pass
         finally:
             self.orders_waiting = 0
         if write.failure is not None:
             self.session.halt("error", write.failure, audit_ok=False)
+            self._deny(orders, write.failure)
+            return False
+        if self._interrupted():
+            self._deny(orders, "the session halted before the order went out" if self.session.halt_requested
+                       else "the session is stopping")
             return False
         return True
+
+    def _interrupted(self) -> bool:
+        return self.session.halt_requested or self.session.stopping
 
     def _deny(self, orders: list[Order], reason: str) -> None:
         risk_engine = self.node.kernel.risk_engine

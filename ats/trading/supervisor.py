@@ -323,13 +323,14 @@ class SessionGuard:
         self._stop_node()
 
     def _orders_in_flight(self) -> int:
-        """Orders sent but not yet acknowledged, and market orders not yet filled."""
+        """Orders sent but not yet acknowledged, market orders not yet filled, and orders waiting
+        for their intent row (denied as soon as the loop sees the stop)."""
         from nautilus_trader.model.enums import OrderType
 
         cache = self.node.kernel.cache
         inflight = {o.client_order_id for o in cache.orders_inflight()}
         inflight |= {o.client_order_id for o in cache.orders_open() if o.order_type == OrderType.MARKET}
-        return len(inflight)
+        return len(inflight) + self.interposer.orders_waiting
 
     def _stop_node(self) -> None:
         if self._node_stop_requested:

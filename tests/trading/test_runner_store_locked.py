@@ -84,3 +84,30 @@ def test_a_kill_while_an_order_waits_for_its_intent_row_denies_it_at_once(
     assert events[1]["details"]["reason"] == "the session halted before the order went out"
     actions = [r.action for r in audit.list_rows(store=store, limit=1000)]
     assert actions.index("order.intent") < actions.index("order.denied") < actions.index("session.killed")
+
+
+def test_a_stop_while_an_order_waits_for_its_intent_row_denies_it(sim_factory, isolated_env: Path) -> None:
+    # Arrange: the store is locked when the strategy decides its order.
+    sim = sim_factory(mode="paper", clock="manual", start="2024-06-03")
+    settings = session_settings(sim, isolated_env)
+    request = SessionRequest("paper", [BUY_ONE], for_seconds=600)  # ended by the stop
+    seen = {}
+
+    def stop_while_the_order_waits(guard, store) -> None:  # noqa: ANN001
+        with store_write_lock_held(settings):
+            sim.advance(1)
+            wait_until(lambda: guard.interposer.orders_waiting == 1, what="the order waiting for its intent row")
+            # Act: the stop time, from another thread (as the clock's timer thread calls it).
+            guard.stop("stopped", "reached the stop time")
+            wait_until(lambda: guard.interposer.orders["denied"] == 1, timeout=30, what="the waiting order denied")
+        wait_until(lambda: guard.ended.is_set(), what="the session's end")
+        seen["placed"] = _placed(sim)
+
+    outcome, store = run_with_driver(sim, settings, request, stop_while_the_order_waits, stop=False)
+
+    # Assert: a stop sends nothing new — the waiting order was denied, never placed.
+    assert seen["placed"] == [] and _placed(sim) == []
+    assert (outcome.status, outcome.reason) == ("stopped", "reached the stop time")
+    events = session_detail(outcome.session_id, store=store)["order_events"]
+    assert [e["event"] for e in events] == ["intent", "denied"]
+    assert events[1]["details"]["reason"] == "the session is stopping"
