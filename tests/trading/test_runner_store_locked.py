@@ -6,6 +6,8 @@ a kill meanwhile denies it at once instead of waiting for the lock.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,16 @@ def _placed(sim) -> list[dict]:  # noqa: ANN001
     return [r for r in sim.ledger if r["kind"] == "place"]
 
 
+@contextlib.contextmanager
+def _order_waiting_for_its_intent(sim, settings, guard) -> Iterator[None]:  # noqa: ANN001
+    """The store locked by another connection, then the bar that makes the strategy buy: the
+    order waits for its intent row until the block ends."""
+    with store_write_lock_held(settings):
+        sim.advance(1)
+        wait_until(lambda: guard.interposer.orders_waiting == 1, what="the order waiting for its intent row")
+        yield
+
+
 def test_an_order_goes_out_only_once_its_intent_row_is_written(sim_factory, isolated_env: Path) -> None:
     # Arrange
     sim = sim_factory(mode="paper", clock="manual", start="2024-06-03")
@@ -32,10 +44,8 @@ def test_an_order_goes_out_only_once_its_intent_row_is_written(sim_factory, isol
     seen = {}
 
     def buy_while_the_store_is_locked(guard, store) -> None:  # noqa: ANN001
-        with store_write_lock_held(settings):
-            # Act: the bar that makes the strategy buy arrives while the store is locked.
-            sim.advance(1)
-            wait_until(lambda: guard.interposer.orders_waiting == 1, what="the order waiting for its intent row")
+        # Act: the bar that makes the strategy buy arrives while the store is locked.
+        with _order_waiting_for_its_intent(sim, settings, guard):
             seen["placed_while_locked"] = _placed(sim)
         wait_until(lambda: guard.interposer.orders["filled"] == 1, what="the fill once the store is free")
 
@@ -60,9 +70,7 @@ def test_a_kill_while_an_order_waits_for_its_intent_row_denies_it_at_once(
     seen = {}
 
     def kill_while_the_order_waits(guard, store) -> None:  # noqa: ANN001
-        with store_write_lock_held(settings):
-            sim.advance(1)
-            wait_until(lambda: guard.interposer.orders_waiting == 1, what="the order waiting for its intent row")
+        with _order_waiting_for_its_intent(sim, settings, guard):
             # Act
             kill_wire.send(killswitch.store_key_of(store), ["paper"],
                            {"kind": "kill", "modes": ["paper"], "session": None, "reason": "store busy",
@@ -94,9 +102,7 @@ def test_a_stop_while_an_order_waits_for_its_intent_row_denies_it(sim_factory, i
     seen = {}
 
     def stop_while_the_order_waits(guard, store) -> None:  # noqa: ANN001
-        with store_write_lock_held(settings):
-            sim.advance(1)
-            wait_until(lambda: guard.interposer.orders_waiting == 1, what="the order waiting for its intent row")
+        with _order_waiting_for_its_intent(sim, settings, guard):
             # Act: the stop time, from another thread (as the clock's timer thread calls it).
             guard.stop("stopped", "reached the stop time")
             wait_until(lambda: guard.interposer.orders["denied"] == 1, timeout=30, what="the waiting order denied")
