@@ -19,7 +19,7 @@ is written, inside the CLI's transaction), not from the CLI's process start:
                  engine's trading state is set to HALTED);
 * cancel@broker: latch -> the simulator's ledger row of the cancel request;
 * stop called:   latch -> ``node.stop()`` requested by the session guard (open orders gone);
-* node stopped:  latch -> ``node.run()`` returned (the node's stop sequence finished);
+* node stopped:  latch -> ``node.run_async()`` returned (the node's stop sequence finished);
 * dispose in/out: latch -> ``node.dispose()`` called / returned (instrumented, like the two above);
 * stopped_at:    latch -> the session's ``stopped_at`` in the store (after dispose);
 * disposed:      latch -> ``run_session`` returned.
@@ -123,16 +123,16 @@ def one_run(index: int, data_dir: Path, store, cli_env: dict[str, str], via: str
 
         def on_guard(guard) -> None:  # noqa: ANN001
             # Instrumentation only (instance attributes of this run's guard and node): when the
-            # guard asks the node to stop, and when node.run() returns (the node has stopped).
-            stop_node, node_run, node_dispose = guard._stop_node, guard.node.run, guard.node.dispose  # noqa: SLF001
+            # guard asks the node to stop, and when node.run_async() returns (the node has stopped).
+            stop_node, node_run, node_dispose = guard._stop_node, guard.node.run_async, guard.node.dispose  # noqa: SLF001
 
             def timed_stop_node() -> None:
                 marks.setdefault("stop_called", time.time())
                 stop_node()
 
-            def timed_run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            async def timed_run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
                 try:
-                    return node_run(*args, **kwargs)
+                    return await node_run(*args, **kwargs)
                 finally:
                     marks["node_stopped"] = time.time()
 
@@ -144,7 +144,7 @@ def one_run(index: int, data_dir: Path, store, cli_env: dict[str, str], via: str
                     marks["dispose_returned"] = time.time()
 
             guard._stop_node = timed_stop_node  # noqa: SLF001
-            guard.node.run = timed_run
+            guard.node.run_async = timed_run
             guard.node.dispose = timed_dispose
             drivers.append(threading.Thread(target=driver, args=(guard,), daemon=True, name="bench-driver"))
             drivers[-1].start()
